@@ -1,0 +1,108 @@
+"""The ``medusa`` command line.
+
+Sub-commands live in their own modules; this file is only the table that maps a name to
+``(module, add_arguments, run)``. Modules are imported lazily so ``medusa --help`` stays fast.
+
+``fit``, ``validate``, ``test`` and ``predict-lightning`` are LightningCLI sub-commands (YAML configs via
+``--config``); they are handed over unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+# name -> (module, add-arguments function, run function, help)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "data synth": ("medusa_mtl.data.synthetic", "add_synth_arguments", "run_synth",
+                   "write a synthetic NYUD_MT / PASCAL_MT dataset"),
+    "data show": ("medusa_mtl.data.show", "add_show_arguments", "run_show",
+                  "write a contact sheet of images and labels"),
+    "data check": ("medusa_mtl.data.check", "add_check_arguments", "run_check_cli",
+                   "validate a dataset folder and list every problem"),
+    "data download": ("medusa_mtl.data.download", "add_download_arguments", "run_download",
+                      "download the published NYUD_MT / PASCAL_MT archives (network)"),
+    "resources": ("medusa_mtl.resources", "add_resources_arguments", "run_resources",
+                  "parameter and FLOP report for every model"),
+    "evaluate": ("medusa_mtl.evaluation", "add_evaluate_arguments", "run_evaluate",
+                 "evaluate a checkpoint: per-task metrics JSON and delta-m"),
+    "ufl": ("medusa_mtl.ufl", "add_ufl_arguments", "run_ufl",
+            "universal feature learning: freeze a trained backbone, train heads for new tasks"),
+    "predict": ("medusa_mtl.predict", "add_predict_arguments", "run_predict",
+                "write prediction and attention PNGs for a folder of images"),
+    "benchmark": ("medusa_mtl.benchmark", "add_benchmark_arguments", "run_benchmark",
+                  "the main job: train and compare every model on the synthetic benchmark"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medusa", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"medusa-mtl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, (_, _, _, help_) in COMMANDS.items():
+        parts = name.split()
+        if len(parts) == 2:
+            if parts[0] not in groups:
+                g = sub.add_parser(parts[0], help=f"{parts[0]} commands")
+                groups[parts[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+            groups[parts[0]].add_parser(parts[1], help=help_, add_help=False)
+        else:
+            sub.add_parser(name, help=help_, add_help=False)
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=f"LightningCLI {name} (see `medusa {name} --help`)", add_help=False)
+    return parser
+
+
+def _load(name: str) -> tuple[object, object]:
+    module_name, add_fn, run_fn, _ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, add_fn), getattr(module, run_fn)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medusa`` script. Returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from .training_cli import run_lightning_cli
+
+        return run_lightning_cli(argv)
+    # Two-word commands ("data synth") first, then one-word ones.
+    name = None
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        name, rest = f"{argv[0]} {argv[1]}", argv[2:]
+    elif argv and argv[0] in COMMANDS:
+        name, rest = argv[0], argv[1:]
+    if name is None:
+        parser = _build_parser()
+        if not argv or argv[0] in ("-h", "--help", "--version"):
+            parser.parse_args(argv or ["--help"])
+            return 0
+        parser.parse_args(argv)  # prints the usage error for unknown commands
+        return 2
+    add_arguments, run = _load(name)
+    parser = argparse.ArgumentParser(prog=f"medusa {name}", description=COMMANDS[name][3])
+    add_arguments(parser)  # type: ignore[operator]
+    args = parser.parse_args(rest)
+    try:
+        return int(run(args) or 0)  # type: ignore[operator]
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # Errors the library raises for bad input carry a message meant for the user: no traceback.
+        from .errors import is_user_error
+
+        if not is_user_error(err):
+            raise
+        print(f"medusa {name}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Errors meant for the user: a message naming the file or option and what was expected."""
+
+from __future__ import annotations
+
+
+class MedusaError(Exception):
+    """Base of the errors whose message is written for the user (shown without a traceback by the CLI)."""
+
+
+class ConfigError(MedusaError, ValueError):
+    """A bad option or configuration value."""
+
+
+class NonFiniteLossError(MedusaError, RuntimeError):
+    """A loss became NaN or infinite; training stops and the last good checkpoint is kept."""
+
+
+class CheckpointError(MedusaError, RuntimeError):
+    """A checkpoint file is missing, truncated or not a medusa-mtl checkpoint."""
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` carries a message for the user (so the CLI prints it without a traceback).
+
+    Our own errors always do; plain ``ValueError``/``FileNotFoundError`` raised by our validation code do too
+    (their message names the file or option). Anything else is a bug and keeps its traceback.
+    """
+    if isinstance(err, MedusaError):
+        return True
+    if isinstance(err, FileNotFoundError):
+        return True
+    mod = type(err).__module__ or ""
+    if isinstance(err, ValueError) and (mod == "builtins" or mod.startswith("medusa_mtl")):
+        tb = err.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        origin = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+        return origin.startswith("medusa_mtl")
+    return False

@@ -1,0 +1,6 @@
+"""The model zoo: shared-backbone multi-task architectures behind one registry."""
+
+from .backbone import DEFAULT_BACKBONE, Backbone, build_backbone
+from .registry import create_model, list_models, register_model
+
+__all__ = ["DEFAULT_BACKBONE", "Backbone", "build_backbone", "create_model", "list_models", "register_model"]

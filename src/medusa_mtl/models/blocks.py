@@ -1,0 +1,129 @@
+"""Building blocks shared by the architectures (SPEC §4 layer conventions).
+
+3x3 convs in BasicBlock, Bottleneck and SABlock have no bias; shortcut projections are Conv1x1 (no bias) + BN;
+every 1x1 conv that outputs a task prediction has a bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) to ``size``; a no-op when already there."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def projection(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """Shortcut projection: Conv1x1 (no bias) + BN."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+
+class BasicBlock(nn.Module):
+    """ResNet BasicBlock (torchvision design), projection on the shortcut when channels change."""
+
+    def __init__(self, cin: int, cout: int | None = None) -> None:
+        super().__init__()
+        cout = cin if cout is None else cout
+        self.conv1 = conv3x3(cin, cout)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = conv3x3(cout, cout)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = projection(cin, cout) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """ResNet Bottleneck (expansion 4): 1x1 -> 3x3 -> 1x1, projection when in != planes*4."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int | None = None) -> None:
+        super().__init__()
+        planes = cin // self.expansion if planes is None else planes
+        cout = planes * self.expansion
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = projection(cin, cout) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class SABlock(nn.Module):
+    """Spatial attention: ``Conv3x3(x) * sigmoid(Conv3x3(x))`` (no biases)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = conv3x3(channels, channels)
+        self.attention = conv3x3(channels, channels)
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The sigmoid attention map (for visualisation)."""
+        return torch.sigmoid(self.attention(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * torch.sigmoid(self.attention(x))
+
+
+class SEBlock(nn.Module):
+    """Squeeze-Excitation: GAP -> Linear(C, C/r) -> ReLU -> Linear(C/r, C) -> sigmoid, scales the input."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.fc(x.mean(dim=(2, 3)))
+        return x * w[:, :, None, None]
+
+
+def fuse_scales(features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Upsample every scale to the finest and concatenate along channels (HRHead's input)."""
+    size = features[0].shape[-2:]
+    return torch.cat([upsample_to(f, size) for f in features], dim=1)
+
+
+class HRHead(nn.Module):
+    """HighResolutionHead: concat of all scales -> Conv1x1 (bias) -> BN -> ReLU -> Conv1x1 (bias) -> out.
+
+    Parameters: ``C*C + C + 2C + C*out + out`` with ``C = sum(channels)`` (73,710 + 271*out for HRNet-18).
+    """
+
+    def __init__(self, channels: Sequence[int], out_channels: int) -> None:
+        super().__init__()
+        c = int(sum(channels))
+        self.last_layer = nn.Sequential(
+            nn.Conv2d(c, c, 1, bias=True), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, out_channels, 1)
+        )
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.last_layer(fuse_scales(features))
