@@ -26,7 +26,9 @@ def test_registry() -> None:
 
 
 def test_nyud_train_sample(nyud_root: Path) -> None:
-    ds = build_dataset("nyud", nyud_root, "train", ["semseg", "depth", "normals", "edge"], train=True, size=(64, 64))
+    ds = build_dataset(
+        "nyud", nyud_root, "train", ["semseg", "depth", "normals", "edge"], train=True, size=(64, 64)
+    )
     assert len(ds) == 3
     torch.manual_seed(0)
     s = ds[1]

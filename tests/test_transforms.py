@@ -108,7 +108,10 @@ def test_rotation_convention_keeps_radial_field() -> None:
     core = dx**2 + dy_up**2 < (0.8 * r) ** 2
     np.testing.assert_allclose(out[core], n[core], atol=0.02)
     # and a plain field (all facing right) turns to face up-right after a counter-clockwise rotation
-    s2 = {"image": np.zeros((h, w, 3), np.uint8), "normals": np.tile([1.0, 0.0, 0.0], (h, w, 1)).astype(np.float32)}
+    s2 = {
+        "image": np.zeros((h, w, 3), np.uint8),
+        "normals": np.tile([1.0, 0.0, 0.0], (h, w, 1)).astype(np.float32),
+    }
     out2 = T.warp(s2, (h, w), angle_deg=90.0)["normals"]
     np.testing.assert_allclose(out2[32, 32], [0.0, 1.0, 0.0], atol=1e-6)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import formats
 from .formats import DataFormatError
@@ -236,9 +237,12 @@ def run_check(
     dataset: str,
     tasks: Sequence[str] | None = None,
     max_samples: int | None = None,
-    print_fn=print,
+    print_fn: Callable[[str], None] = print,
 ) -> int:
-    """Check a folder, print a summary (counts per split, per-task coverage, every problem); exit code 0/1."""
+    """Check a folder, print a summary (counts per split, per-task coverage, every problem); exit code 0/1.
+
+    ``tasks`` restricts the check to some tasks, ``max_samples`` to the first ids of each split.
+    """
     report = check_dataset_report(root, dataset, tasks, max_samples)
     print_fn(f"dataset {report.dataset} at {report.root}")
     for split in formats.SPLITS:
@@ -258,3 +262,17 @@ def run_check(
         return 1
     print_fn("no problems found")
     return 0
+
+
+def add_check_arguments(parser: Any) -> None:
+    """Options of ``medusa data check``."""
+    parser.add_argument("--root", required=True, help="dataset folder (NYUD_MT or PASCAL_MT layout)")
+    parser.add_argument("--dataset", required=True, choices=["nyud", "pascal"], help="which layout")
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks to check (default: all)")
+    parser.add_argument("--max-samples", type=int, default=None, help="check only the first N ids per split")
+
+
+def run_check_cli(args: Any) -> int:
+    """``medusa data check``: exit code 0 when the folder is valid, 1 when problems were found."""
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    return run_check(args.root, args.dataset, tasks=tasks, max_samples=args.max_samples)

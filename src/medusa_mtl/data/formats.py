@@ -110,7 +110,11 @@ class DataFormatError(ValueError):
     The message names the file and says what was expected.
     """
 
-    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], message: str | None = None) -> None:
+        if message is None:  # re-created from its full message (unpickling, DataLoader worker re-raise)
+            self.path, _, self.reason = str(path).partition(": ")
+            super().__init__(str(path))
+            return
         self.path = str(path)
         self.reason = message
         super().__init__(f"{self.path}: {message}")

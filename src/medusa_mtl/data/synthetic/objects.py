@@ -79,7 +79,9 @@ class ObjectBuilder:
         """Add a capsule between object-frame points a and b."""
         return self._add(Capsule(self.point(a), self.point(b), radius), material, extra)
 
-    def quad(self, c: Any, rot: np.ndarray, half: tuple[float, float], material: Material, **extra: Any) -> int:
+    def quad(
+        self, c: Any, rot: np.ndarray, half: tuple[float, float], material: Material, **extra: Any
+    ) -> int:
         """Add a one-sided rectangle (local z = normal) centred at ``c``."""
         return self._add(Plane(self.point(c), self.R @ rot, half), material, extra)
 
@@ -261,9 +263,7 @@ def build_tv(b: ObjectBuilder, rng: np.random.Generator, y0: float, w: float) ->
     b.box([0, y0 + 0.12 + hgt / 2, 0.026], [w / 2 - 0.02, hgt / 2 - 0.02, 0.002], screen)
 
 
-def build_small_object(
-    b: ObjectBuilder, rng: np.random.Generator, y0: float, size: float = 1.0
-) -> float:
+def build_small_object(b: ObjectBuilder, rng: np.random.Generator, y0: float, size: float = 1.0) -> float:
     """A small prop (ball, box, books, vase, bin) standing at height ``y0``; returns its footprint radius."""
     mat = any_material(rng)
     kind = int(rng.integers(0, 5))

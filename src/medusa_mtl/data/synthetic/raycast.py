@@ -464,7 +464,9 @@ class Scene:
                 sub = cand[~blocked[cand]]
                 if sub.size == 0:
                     break
-                sub = sub[_sphere_candidates(origins[sub], dirs[sub], tmax[sub], prim.center, prim.bound_radius)]
+                sub = sub[
+                    _sphere_candidates(origins[sub], dirs[sub], tmax[sub], prim.center, prim.bound_radius)
+                ]
                 if sub.size == 0:
                     continue
                 t = prim.intersect(origins[sub], dirs[sub])
@@ -472,9 +474,7 @@ class Scene:
         return blocked
 
 
-def _sphere_candidates(
-    o: np.ndarray, d: np.ndarray, tmax: np.ndarray, c: np.ndarray, r: float
-) -> np.ndarray:
+def _sphere_candidates(o: np.ndarray, d: np.ndarray, tmax: np.ndarray, c: np.ndarray, r: float) -> np.ndarray:
     """Rays (unit d) that pass within distance r of c somewhere on 0 < t < tmax (boolean mask)."""
     oc = c - o
     s = (oc * d).sum(1)
