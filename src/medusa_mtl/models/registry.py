@@ -76,7 +76,11 @@ def create_model(
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(_MODELS)}")
     main, aux = resolve_tasks(tasks, aux_tasks, dataset)
-    return _MODELS[name](tasks=main, aux_tasks=aux, dataset=dataset, backbone=backbone, **kwargs)
+    model = _MODELS[name](tasks=main, aux_tasks=aux, dataset=dataset, backbone=backbone, **kwargs)
+    # Enough to rebuild the same architecture elsewhere (UFL builds a decoder of the same kind).
+    model.registry_name = name
+    model.init_kwargs = dict(kwargs)
+    return model
 
 
 def _import_all() -> None:

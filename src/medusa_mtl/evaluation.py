@@ -1,0 +1,114 @@
+"""Evaluation of checkpoints: per-task metrics at the labels' original resolution, and Δm.
+
+``medusa evaluate --ckpt CKPT --data ROOT`` writes a JSON of every metric of every main task and, given
+single-task results, Δm (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoints import load_checkpoint
+from .errors import ConfigError
+from .metrics import delta_m
+
+
+def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
+    """Rebuild a :class:`~medusa_mtl.training.MultiTaskModule` from a checkpoint (``weights_only=True``)."""
+    from .training import MultiTaskModule
+
+    ckpt = load_checkpoint(ckpt_path, map_location=map_location)
+    hp = dict(ckpt.get("hyper_parameters") or {})
+    hp.pop("pretrained_file", None)  # the trained weights are in the checkpoint
+    module = MultiTaskModule(**hp)
+    module.load_state_dict(ckpt["state_dict"], strict=True)
+    module.eval()
+    return module
+
+
+@torch.no_grad()
+def evaluate_module(module: Any, loader: DataLoader, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Run ``module`` (eval mode) over ``loader`` and compute its main tasks' metrics."""
+    was_training = module.training
+    module.eval()
+    module._reset_metrics()
+    device = next(module.parameters()).device
+    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        module.evaluate_batch(batch)
+    results = module.compute_metrics()
+    module.train(was_training)
+    return results
+
+
+def load_single_task_results(path: str | Path) -> dict[str, dict[str, float]]:
+    """Read single-task reference results: ``{task: {metric: value}}`` or an evaluate JSON (``metrics`` key)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"single-task results file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(data, dict) and "metrics" in data:
+        data = data["metrics"]
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{path}: expected {{task: {{metric: value}}}}")
+    return data
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``medusa evaluate``."""
+    parser.add_argument("--ckpt", required=True, help="checkpoint to evaluate")
+    parser.add_argument("--data", required=True, help="dataset folder (NYUD_MT / PASCAL_MT layout)")
+    parser.add_argument("--dataset", default=None, help="nyud or pascal (default: the checkpoint's)")
+    parser.add_argument("--split", default="test", choices=["test", "heldout"],
+                        help="test = the official val split; heldout = the validation split carved from train")
+    parser.add_argument("--size", default=None, help="network input HxW (default: the dataset's)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--single-task", default=None, help="JSON of single-task results for delta-m")
+    parser.add_argument("--out", default=None, help="metrics JSON path (default: next to the checkpoint)")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``medusa evaluate``."""
+    from .provenance import provenance, write_json
+    from .training import MultiTaskDataModule
+    from .ufl import parse_size
+
+    start = time.time()
+    module = load_module(args.ckpt)
+    dataset = args.dataset or module.eval_dataset
+    data = MultiTaskDataModule(
+        dataset=dataset, root=args.data, tasks=module.main_tasks, size=parse_size(args.size),
+        batch_size=args.batch_size, num_workers=args.num_workers, max_eval=args.max_samples,
+    )
+    data.setup("test")
+    loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
+    results = evaluate_module(module, loader, progress=True)
+    single = load_single_task_results(args.single_task) if args.single_task else None
+    dm = delta_m(results, single, module.main_tasks) if single else None
+    out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".metrics.json")
+    write_json(out, {
+        "checkpoint": str(args.ckpt), "dataset": dataset, "data": str(args.data), "split": args.split,
+        "model": module.hparams.model, "tasks": module.main_tasks, "metrics": results, "delta_m": dm,
+        "num_images": len(loader.dataset), "wall_time_s": round(time.time() - start, 2),
+        "provenance": provenance(),
+    })
+    for t, r in results.items():
+        scalars = ", ".join(f"{k}={v:.4g}" for k, v in r.items() if isinstance(v, int | float))
+        print(f"{t}: {scalars}")
+    if dm is not None:
+        print(f"delta_m = {dm:+.2f}%")
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,447 @@
+"""Training with PyTorch Lightning: the multi-task LightningModule and the DataModule (SPEC §5, §7).
+
+``MultiTaskModule`` wraps any registered model: it applies each task's loss and weight (deep-supervision
+outputs get the same weight as the final prediction of their task), the optimiser and per-epoch poly schedule
+of SPEC §7, and streaming metrics at validation/test (predictions are resized back to the label's original
+resolution and scored there). ``MultiTaskDataModule`` reads NYUD_MT / PASCAL_MT folders (real or synthetic),
+carves a validation split from train for model selection and keeps the official val split as the test split.
+
+Example:
+    >>> import lightning as L
+    >>> module = MultiTaskModule(model="medusa", tasks=["semseg", "depth"], dataset="nyud")  # doctest: +SKIP
+    >>> data = MultiTaskDataModule(dataset="nyud", root="data/synthetic/NYUD_MT", size=(128, 160))  # doctest: +SKIP
+    >>> L.Trainer(max_epochs=1).fit(module, data)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from .data.datasets import build_dataset, collate, get_dataset_info
+from .data.formats import read_split
+from .errors import ConfigError, NonFiniteLossError
+from .metrics import StreamingMetric
+from .models import create_model
+from .models.base import DEEP_SUPERVISION
+from .tasks import get_task, parse_tasks
+
+
+def _as_list(tasks: str | Sequence[str] | None) -> list[str] | None:
+    if tasks is None:
+        return None
+    if isinstance(tasks, str):
+        return [t.strip() for t in tasks.split(",") if t.strip()]
+    return list(tasks)
+
+
+def build_network(
+    model: str,
+    tasks: Sequence[str],
+    aux_tasks: Sequence[str] | None,
+    dataset: str,
+    backbone: str,
+    model_kwargs: Mapping[str, Any] | None = None,
+    pretrained_file: str | None = None,
+    ufl: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Build the network a :class:`MultiTaskModule` trains (weights are loaded separately).
+
+    With ``ufl`` (``{"new_tasks": [...], "dataset": "pascal"}``) the network is the source model described by
+    the other arguments with a frozen backbone and new heads for ``new_tasks`` (see :mod:`medusa_mtl.ufl`).
+    """
+    kwargs = dict(model_kwargs or {})
+    if pretrained_file:
+        kwargs["pretrained_file"] = pretrained_file
+    net = create_model(model, tasks=list(tasks), aux_tasks=aux_tasks, dataset=dataset, backbone=backbone, **kwargs)
+    if ufl:
+        from .ufl import UFLModel
+
+        net = UFLModel(net, new_tasks=list(ufl["new_tasks"]), dataset=str(ufl["dataset"]))
+    return net
+
+
+class MultiTaskModule(L.LightningModule):
+    """LightningModule for every multi-task model of the zoo.
+
+    Args:
+        model: registered model name (``medusa``, ``mt_baseline``, ``mtan``, ``padnet``, ``mtinet``,
+            ``single_task``).
+        tasks: main tasks (scored, predicted at inference).
+        aux_tasks: all supervised tasks (⊇ tasks); ``None`` = tasks.
+        dataset: ``nyud`` or ``pascal``: output channels and loss weights (SPEC §5).
+        backbone: timm backbone name.
+        model_kwargs: model switches (e.g. Medusa's ``sfa``, ``initial_predictions``, ``head``).
+        pretrained_file: local backbone weights file (no network).
+        optimizer: ``adam`` (L2 weight decay, not AdamW) or ``sgd`` (momentum).
+        lr, weight_decay, momentum: optimiser settings (SPEC §7).
+        poly_power: exponent of the per-epoch poly schedule ``lr·(1 − e/E)^p``.
+        edge_thresholds: thresholds of the edge metric (99 = SPEC; fewer for fast validation).
+        ufl: universal feature learning: ``{"new_tasks": [...], "dataset": "pascal"}``; the source model is
+            described by the other model arguments and its weights are loaded by :mod:`medusa_mtl.ufl`.
+    """
+
+    def __init__(
+        self,
+        model: str = "medusa",
+        tasks: str | list[str] = "semseg,depth",
+        aux_tasks: str | list[str] | None = None,
+        dataset: str = "nyud",
+        backbone: str = "hrnet_w18_small_v2",
+        model_kwargs: dict[str, Any] | None = None,
+        pretrained_file: str | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        poly_power: float = 0.9,
+        edge_thresholds: int = 99,
+        ufl: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"--model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        tasks_l = _as_list(tasks)
+        aux_l = _as_list(aux_tasks)
+        self.save_hyperparameters(
+            dict(model=model, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
+                 model_kwargs=dict(model_kwargs or {}), pretrained_file=pretrained_file, optimizer=optimizer,
+                 lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
+                 edge_thresholds=edge_thresholds, ufl=dict(ufl) if ufl else None)
+        )
+        self.net = build_network(model, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
+        if ufl:
+            self.eval_dataset = str(ufl["dataset"])
+            self.main_tasks = parse_tasks(ufl["new_tasks"], self.eval_dataset)
+            self.supervised_tasks = list(self.main_tasks)
+        else:
+            self.eval_dataset = dataset
+            self.main_tasks = list(self.net.tasks)
+            self.supervised_tasks = list(self.net.aux_tasks)
+        self._metrics: dict[str, StreamingMetric] = {}
+        self._val_loss_sum = 0.0
+        self._val_loss_n = 0
+        self.last_metrics: dict[str, dict[str, Any]] = {}
+        self._epoch_start = time.time()
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        return self.net(x)
+
+    # -- losses --------------------------------------------------------------------------------------------
+    def compute_loss(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict]:
+        """Weighted sum of task losses over final and deep-supervision outputs. Returns (loss, per-part logs)."""
+        total: torch.Tensor | None = None
+        logs: dict[str, torch.Tensor] = {}
+
+        def add(name: str, task_name: str, raw: torch.Tensor) -> None:
+            nonlocal total
+            task = get_task(task_name)
+            target = batch[task_name]
+            raw = task.upsample(raw, target.shape[-2:])
+            value = task.loss(raw.float(), target) * task.loss_weight(self.eval_dataset)
+            logs[name] = value.detach()
+            total = value if total is None else total + value
+
+        for t in self.supervised_tasks:
+            if t in outputs:
+                add(t, t, outputs[t])
+        for tag, preds in (outputs.get(DEEP_SUPERVISION) or {}).items():
+            for t, raw in preds.items():
+                if t in self.supervised_tasks:
+                    add(f"{t}/{tag}", t, raw)
+        if total is None:
+            raise ConfigError(
+                f"the model produced none of the supervised tasks {self.supervised_tasks} "
+                f"(outputs: {sorted(k for k in outputs if k != DEEP_SUPERVISION)})"
+            )
+        return total, logs
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        outputs = self.net(batch["image"])
+        loss, logs = self.compute_loss(outputs, batch)
+        if not torch.isfinite(loss):
+            bad = {k: float(v) for k, v in logs.items() if not torch.isfinite(v)}
+            raise NonFiniteLossError(
+                f"the training loss became {float(loss)} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(non-finite parts: {bad}). Training stopped; the last good checkpoint is kept. Check the "
+                "labels for NaN/inf (`medusa data check`) or lower --model.lr."
+            )
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=False)
+        for k, v in logs.items():
+            if "/" not in k:
+                self.log(f"train/loss_{k}", v, batch_size=bs)
+        return loss
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    def _reset_metrics(self) -> None:
+        kwargs = {"edge": {"thresholds": self.hparams.edge_thresholds}}
+        self._metrics = {}
+        for t in self.main_tasks:
+            metric = get_task(t).make_metric(self.eval_dataset)
+            if t in kwargs:
+                metric = type(metric)(**kwargs[t])
+            self._metrics[t] = metric
+        self._val_loss_sum = 0.0
+        self._val_loss_n = 0
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_metrics()
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_metrics()
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch: Mapping[str, Any]) -> float:
+        """Update the streaming metrics with one batch; returns the batch's weighted main-task loss."""
+        outputs = self.net(batch["image"])
+        n = batch["image"].shape[0]
+        loss_sum = 0.0
+        for t in self.main_tasks:
+            task = get_task(t)
+            labels = batch[t]
+            for i in range(n):
+                target = labels[i].unsqueeze(0)
+                raw = task.upsample(outputs[t][i : i + 1].float(), target.shape[-2:])
+                loss_sum += float(task.loss(raw, target)) * task.loss_weight(self.eval_dataset)
+                self._metrics[t].update(task.postprocess(raw), target)
+        return loss_sum / max(n, 1)
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        loss = self.evaluate_batch(batch)
+        self._val_loss_sum += loss * batch["image"].shape[0]
+        self._val_loss_n += batch["image"].shape[0]
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def compute_metrics(self) -> dict[str, dict[str, Any]]:
+        """Gather the streaming metrics across ranks and compute them."""
+        results: dict[str, dict[str, Any]] = {}
+        for t, metric in self._metrics.items():
+            metric.sync()
+            results[t] = metric.compute()
+        return results
+
+    def _log_eval(self, stage: str) -> None:
+        results = self.compute_metrics()
+        self.last_metrics = results
+        loss = torch.tensor([self._val_loss_sum, float(self._val_loss_n)], dtype=torch.float64)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            loss = self.all_gather(loss.to(self.device)).reshape(-1, 2).sum(0).cpu()
+        mean_loss = float(loss[0] / max(float(loss[1]), 1.0))
+        self.log(f"{stage}/loss", mean_loss, prog_bar=True, sync_dist=False, rank_zero_only=False)
+        for t, res in results.items():
+            for k, v in res.items():
+                if isinstance(v, (int, float)) and math.isfinite(float(v)):
+                    self.log(f"{stage}/{t}/{k}", float(v), prog_bar=(k == get_task(t).dm_metric))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        outputs = self.net(batch["image"])
+        return {t: get_task(t).postprocess(outputs[t]) for t in self.main_tasks}
+
+    # -- optimisation --------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError("no trainable parameters: everything is frozen")
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+        power = float(hp.poly_power)
+
+        def poly(epoch: int) -> float:
+            return max(1.0 - epoch / max_epochs, 0.0) ** power
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, poly)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+class MultiTaskDataModule(L.LightningDataModule):
+    """NYUD_MT / PASCAL_MT data (real or synthetic) with a validation split carved from train.
+
+    Args:
+        dataset: ``nyud`` or ``pascal``.
+        root: the dataset folder (``NYUD_MT`` / ``PASCAL_MT`` layout).
+        tasks: tasks to load; ``None`` = the tasks the model supervises (read from the LightningModule).
+        size: network input (H, W), multiples of 32; ``None`` = the dataset's default (SPEC §6).
+        batch_size: per-process batch size (the paper's global batch is 8).
+        eval_batch_size: batch size for validation/test (default: batch_size).
+        num_workers: DataLoader workers.
+        val_fraction: fraction of the train split held out for model selection.
+        seed: seed of the held-out split.
+        max_train: use only the first N training ids (after carving), for quick runs.
+        max_eval: use only the first N ids of the validation and test splits.
+        drop_images_without_person: PASCAL parts-only runs drop images without a person (SPEC §6).
+    """
+
+    def __init__(
+        self,
+        dataset: str = "nyud",
+        root: str = "data/synthetic/NYUD_MT",
+        tasks: str | list[str] | None = None,
+        size: tuple[int, int] | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        max_train: int | None = None,
+        max_eval: int | None = None,
+        drop_images_without_person: bool = False,
+    ) -> None:
+        super().__init__()
+        self.dataset_name = get_dataset_info(dataset).name
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
+        if size is not None:
+            size = (int(size[0]), int(size[1]))
+            if size[0] % 32 or size[1] % 32 or min(size) <= 0:
+                raise ConfigError(f"--data.size must be two positive multiples of 32, got {size[0]}x{size[1]}")
+        if batch_size < 1:
+            raise ConfigError(f"--data.batch_size must be >= 1, got {batch_size}")
+        self.root = Path(root)
+        self.tasks = _as_list(tasks)
+        self.size = size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.max_train = max_train
+        self.max_eval = max_eval
+        self.drop_images_without_person = drop_images_without_person
+        self.train_ids: list[str] = []
+        self.val_ids: list[str] = []
+        self.test_ids: list[str] = []
+
+    def _resolve_tasks(self) -> list[str]:
+        if self.tasks is not None:
+            return self.tasks
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if module is None or not hasattr(module, "supervised_tasks"):
+            raise ConfigError("--data.tasks is not set and there is no model to take the tasks from")
+        return list(module.supervised_tasks)
+
+    def split_ids(self) -> tuple[list[str], list[str], list[str]]:
+        """(train, held-out validation, test) ids. Validation is carved from train, deterministically by seed."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"dataset folder not found: {self.root} (expected a {self.dataset_name.upper()}_MT folder; "
+                "create a synthetic one with `medusa data synth` or set --data.root)"
+            )
+        train_all = read_split(self.root, self.dataset_name, "train")
+        test = read_split(self.root, self.dataset_name, "val")
+        if len(train_all) < 2:
+            raise ConfigError(f"{self.root}: the train split has {len(train_all)} ids; need at least 2")
+        order = np.random.default_rng(self.seed).permutation(len(train_all))
+        n_val = min(max(1, int(round(self.val_fraction * len(train_all)))), len(train_all) - 1)
+        val = sorted(train_all[i] for i in order[:n_val])
+        held = set(val)
+        train = [i for i in train_all if i not in held]
+        if self.max_train is not None:
+            train = train[: self.max_train]
+        if self.max_eval is not None:
+            val, test = val[: self.max_eval], test[: self.max_eval]
+        return train, val, test
+
+    def setup(self, stage: str | None = None) -> None:
+        tasks = self._resolve_tasks()
+        self.train_ids, self.val_ids, self.test_ids = self.split_ids()
+        extra: dict[str, Any] = {}
+        if self.dataset_name == "pascal":
+            extra["drop_images_without_person"] = self.drop_images_without_person
+        build = dict(name=self.dataset_name, root=self.root, tasks=tasks, size=self.size, **extra)
+        # The train and held-out ids both come from the train split on disk.
+        self.train_set = build_dataset(split="train", train=True, ids=self.train_ids, **build)
+        self.val_set = build_dataset(split="train", train=False, ids=self.val_ids, **build)
+        self.test_set = build_dataset(split="val", train=False, ids=self.test_ids, **build)
+
+    def _loader(self, ds: Any, train: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(ds) > self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False)
+
+
+# -- trainer assembly ----------------------------------------------------------------------------------------
+def default_checkpoint_callback(dirpath: str | Path | None = None) -> L.Callback:
+    """Keeps ``last.ckpt`` (every epoch, for resuming) and ``best.ckpt`` (lowest held-out validation loss)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(
+        dirpath=dirpath, filename="best", monitor="val/loss", mode="min", save_top_k=1, save_last=True,
+        auto_insert_metric_name=False, enable_version_counter=False,
+    )
+
+
+def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the project's defaults where a Trainer config leaves them open.
+
+    Atomic checkpoint I/O (always), last+best checkpoints, TensorBoard + CSV loggers, a progress bar.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.plugins.io import CheckpointIO
+
+    from .checkpoints import AtomicCheckpointIO
+
+    config = dict(config)
+    plugins = config.get("plugins") or []
+    plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    config["plugins"] = plugins
+    root = config.get("default_root_dir") or "runs"
+    if config.get("logger") in (None, True):
+        config["logger"] = [TensorBoardLogger(root, name="", version=""), CSVLogger(root, name="", version="")]
+    callbacks = config.get("callbacks") or []
+    callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
+    if config.get("enable_checkpointing", True) is not False and not any(
+        isinstance(c, ModelCheckpoint) for c in callbacks
+    ):
+        callbacks.append(default_checkpoint_callback(Path(root) / "checkpoints"))
+    config["callbacks"] = callbacks
+    return config
+
+
+def make_trainer(**kwargs: Any) -> L.Trainer:
+    """A ``lightning.Trainer`` with the project's defaults (see :func:`complete_trainer_config`)."""
+    kwargs.setdefault("accelerator", "cpu" if not torch.cuda.is_available() else "auto")
+    return L.Trainer(**complete_trainer_config(kwargs))
