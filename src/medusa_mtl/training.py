@@ -8,7 +8,7 @@ carves a validation split from train for model selection and keeps the official 
 
 Example:
     >>> import lightning as L
-    >>> module = MultiTaskModule(model="medusa", tasks=["semseg", "depth"], dataset="nyud")  # doctest: +SKIP
+    >>> module = MultiTaskModule(arch="medusa", tasks=["semseg", "depth"], dataset="nyud")  # doctest: +SKIP
     >>> data = MultiTaskDataModule(dataset="nyud", root="data/synthetic/NYUD_MT", size=(128, 160))  # doctest: +SKIP
     >>> L.Trainer(max_epochs=1).fit(module, data)  # doctest: +SKIP
 """
@@ -45,7 +45,7 @@ def _as_list(tasks: str | Sequence[str] | None) -> list[str] | None:
 
 
 def build_network(
-    model: str,
+    arch: str,
     tasks: Sequence[str],
     aux_tasks: Sequence[str] | None,
     dataset: str,
@@ -62,7 +62,7 @@ def build_network(
     kwargs = dict(model_kwargs or {})
     if pretrained_file:
         kwargs["pretrained_file"] = pretrained_file
-    net = create_model(model, tasks=list(tasks), aux_tasks=aux_tasks, dataset=dataset, backbone=backbone, **kwargs)
+    net = create_model(arch, tasks=list(tasks), aux_tasks=aux_tasks, dataset=dataset, backbone=backbone, **kwargs)
     if ufl:
         from .ufl import UFLModel
 
@@ -74,7 +74,7 @@ class MultiTaskModule(L.LightningModule):
     """LightningModule for every multi-task model of the zoo.
 
     Args:
-        model: registered model name (``medusa``, ``mt_baseline``, ``mtan``, ``padnet``, ``mtinet``,
+        arch: registered model name (``medusa``, ``mt_baseline``, ``mtan``, ``padnet``, ``mtinet``,
             ``single_task``).
         tasks: main tasks (scored, predicted at inference).
         aux_tasks: all supervised tasks (⊇ tasks); ``None`` = tasks.
@@ -92,7 +92,7 @@ class MultiTaskModule(L.LightningModule):
 
     def __init__(
         self,
-        model: str = "medusa",
+        arch: str = "medusa",
         tasks: str | list[str] = "semseg,depth",
         aux_tasks: str | list[str] | None = None,
         dataset: str = "nyud",
@@ -113,12 +113,12 @@ class MultiTaskModule(L.LightningModule):
         tasks_l = _as_list(tasks)
         aux_l = _as_list(aux_tasks)
         self.save_hyperparameters(
-            dict(model=model, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
+            dict(arch=arch, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
                  model_kwargs=dict(model_kwargs or {}), pretrained_file=pretrained_file, optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
                  edge_thresholds=edge_thresholds, ufl=dict(ufl) if ufl else None)
         )
-        self.net = build_network(model, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
+        self.net = build_network(arch, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
         if ufl:
             self.eval_dataset = str(ufl["dataset"])
             self.main_tasks = parse_tasks(ufl["new_tasks"], self.eval_dataset)
