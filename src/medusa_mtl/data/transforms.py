@@ -257,7 +257,7 @@ class EvalTransform:
 
 def normalize_image(image: np.ndarray) -> torch.Tensor:
     """uint8 HxWx3 RGB -> float32 [3, H, W], ImageNet mean/std normalised."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (t - mean) / std
@@ -277,8 +277,8 @@ def to_tensor_sample(sample: Mapping[str, np.ndarray], meta: Mapping[str, Any]) 
         elif k in LABEL_KEYS:
             out[k] = torch.from_numpy(np.ascontiguousarray(v).astype(np.int64))
         elif k == "normals":
-            out[k] = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).permute(2, 0, 1).contiguous()
+            out[k] = torch.from_numpy(np.array(v, dtype=np.float32, copy=True)).permute(2, 0, 1).contiguous()
         else:
-            out[k] = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None]
+            out[k] = torch.from_numpy(np.array(v, dtype=np.float32, copy=True))[None]
     out["meta"] = dict(meta)
     return out
