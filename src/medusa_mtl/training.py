@@ -310,6 +310,8 @@ class MultiTaskDataModule(L.LightningDataModule):
         drop_images_without_person: bool = False,
     ) -> None:
         super().__init__()
+        # Recorded in checkpoints (``datamodule_hyper_parameters``): prediction reuses the training size.
+        self.save_hyperparameters()
         self.dataset_name = get_dataset_info(dataset).name
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")

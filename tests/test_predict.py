@@ -1,0 +1,214 @@
+"""``medusa predict`` and the colourisation helpers: PNGs per task at the original image size, fixed palette,
+Medusa's attention figures, clear errors for corrupt images and empty folders.
+
+Models run on tiny inputs (64 x 64 network size) so that the file runs on a couple of CPU cores.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medusa_mtl import visualize as vis
+from medusa_mtl.cli import main
+from medusa_mtl.models import list_models
+from medusa_mtl.predict import (
+    attention_arrays,
+    list_images,
+    predict_folder_to_panels,
+    predict_images,
+    resolve_size,
+    save_prediction_pngs,
+)
+from medusa_mtl.training import MultiTaskModule
+
+SIZES = {"a": (64, 64), "b": (70, 90)}  # (H, W) of the test images; b checks the resize back
+
+
+def make_module(arch: str, tasks: str = "semseg,depth", **kw: Any) -> MultiTaskModule:
+    """A MultiTaskModule whatever the name of its architecture argument (``arch`` or ``model``)."""
+    key = "arch" if "arch" in inspect.signature(MultiTaskModule.__init__).parameters else "model"
+    torch.manual_seed(0)
+    return MultiTaskModule(**{key: arch}, tasks=tasks, dataset="nyud", **kw)
+
+
+def save_ckpt(module: MultiTaskModule, path: Path, **extra: Any) -> Path:
+    """Save a checkpoint the way training does (state_dict + hyper_parameters)."""
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), **extra}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[MultiTaskModule, Path]:
+    module = make_module("mt_baseline")
+    return module, save_ckpt(module, tmp_path_factory.mktemp("ckpt") / "mt_baseline.ckpt")
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """A folder with a 64x64 JPEG, a 70x90 PNG and a file that is not an image (ignored)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for (name, (h, w)), ext in zip(SIZES.items(), (".jpg", ".png")):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{name}{ext}")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def run_cli(*args: str | Path) -> int:
+    return main(["predict", *map(str, args)])
+
+
+def check_png(path: Path, hw: tuple[int, int]) -> np.ndarray:
+    assert path.is_file(), path
+    with Image.open(path) as im:
+        assert im.mode == "RGB", (path, im.mode)
+        assert (im.height, im.width) == hw, (path, im.size)
+        return np.asarray(im)
+
+
+def test_cli_writes_pngs_at_original_size(baseline: tuple[MultiTaskModule, Path], images: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _, ckpt = baseline
+    out = tmp_path / "out"
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", out, "--size", "64x64") == 0
+    stdout = capsys.readouterr().out
+    assert "has no attention maps" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    palette = {tuple(c) for c in vis.label_palette(40)}
+    for name, hw in SIZES.items():
+        d = out / name
+        for f in ("input", "semseg", "depth"):
+            check_png(d / f"{f}.png", hw)
+        seg = check_png(d / "semseg.png", hw)
+        assert {tuple(c) for c in seg.reshape(-1, 3)} <= palette
+        with Image.open(d / "panel.png") as im:
+            assert im.width > im.height  # input + 2 tasks side by side
+        assert not (d / "sfa.png").exists() and not (d / "msa.png").exists()
+
+
+def test_training_size_recorded_in_checkpoint(baseline: tuple[MultiTaskModule, Path], images: Path,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module, _ = baseline
+    ckpt = save_ckpt(module, tmp_path / "sized.ckpt", datamodule_hyper_parameters={"size": (64, 96)})
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", tmp_path / "out", "--no-attention") == 0
+    stdout = capsys.readouterr().out
+    assert "64x96 (the checkpoint's training size)" in stdout
+    assert "attention" not in stdout
+    check_png(tmp_path / "out" / "b" / "depth.png", SIZES["b"])
+
+
+def test_resolve_size_defaults_to_dataset(baseline: tuple[MultiTaskModule, Path]) -> None:
+    module, _ = baseline
+    assert resolve_size(module) == ((480, 640), "the nyud default")
+    assert resolve_size(module, (64, 96))[0] == (64, 96)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        resolve_size(module, (60, 96))
+
+
+def test_predict_images_api(baseline: tuple[MultiTaskModule, Path], images: Path, tmp_path: Path) -> None:
+    module, _ = baseline
+    paths = list_images(images)
+    assert [p.name for p in paths] == ["a.jpg", "b.png"]
+    preds = predict_images(module, paths, size=(64, 64))
+    assert [sorted(p) for p in preds] == [["depth", "semseg"]] * 2
+    for p, hw in zip(preds, SIZES.values()):
+        assert p["semseg"].shape == hw and p["semseg"].dtype == np.int64
+        assert 0 <= p["semseg"].min() and p["semseg"].max() < 40
+        assert p["depth"].shape == hw and p["depth"].dtype == np.float32 and p["depth"].min() >= 0
+    assert module.training  # the caller's mode is restored
+    image = np.asarray(Image.open(paths[1]).convert("RGB"))
+    written = save_prediction_pngs(image, preds[1], tmp_path / "api", dataset="nyud", title="b.png")
+    assert set(written) == {"input", "semseg", "depth", "panel"}
+    assert all(p.is_file() for p in written.values())
+
+
+def test_medusa_attention_figures(images: Path, tmp_path: Path) -> None:
+    if "medusa" not in list_models():
+        pytest.skip("medusa is not registered")
+    module = make_module("medusa")
+    ckpt = save_ckpt(module, tmp_path / "medusa.ckpt")
+    out = tmp_path / "out"
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", out, "--size", "64x64") == 0
+    for name, hw in SIZES.items():
+        for f in ("semseg", "depth", "input"):
+            check_png(out / name / f"{f}.png", hw)
+        for f in ("sfa", "msa", "panel"):
+            assert (out / name / f"{f}.png").is_file()
+    maps = attention_arrays(module, np.zeros((70, 90, 3), np.uint8), (64, 64))
+    assert maps is not None and sorted(maps) == ["depth", "semseg"]
+    sfa, msa = maps["semseg"]["sfa"], maps["semseg"]["msa"]
+    assert [label for label, _ in sfa] == [f"scale {s} (stride {4 * 2**s})" for s in range(4)]
+    assert [m.shape for _, m in sfa] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+    weights = np.stack([m for _, m in msa])
+    assert weights.shape == (4, 16, 16)
+    np.testing.assert_allclose(weights.sum(0), 1.0, atol=1e-5)
+
+
+def test_corrupt_image_names_the_file(baseline: tuple[MultiTaskModule, Path], images: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _, ckpt = baseline
+    (images / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    out = tmp_path / "out"
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", out, "--size", "64x64") != 0
+    err = capsys.readouterr().err
+    assert "bad.jpg" in err and "unreadable" in err
+    assert not out.exists()  # checked before anything is written
+
+
+@pytest.mark.parametrize("setup", [lambda d: d.mkdir(), lambda d: None], ids=["empty", "missing"])
+def test_empty_or_missing_folder(baseline: tuple[MultiTaskModule, Path], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str], setup: Callable[[Path], None]) -> None:
+    _, ckpt = baseline
+    folder = tmp_path / "nothing"
+    setup(folder)
+    assert run_cli("--ckpt", ckpt, "--images", folder, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and ("no images found" in err or "not found" in err)
+
+
+def test_predict_folder_to_panels(baseline: tuple[MultiTaskModule, Path], images: Path, tmp_path: Path) -> None:
+    _, ckpt = baseline
+    figures = predict_folder_to_panels(ckpt, list_images(images), tmp_path / "report" / "predictions",
+                                       relative_to=tmp_path / "report", size=(64, 64))
+    assert figures == ["predictions/a/panel.png", "predictions/b/panel.png"]
+
+
+# -- colourisation -------------------------------------------------------------------------------------------
+
+def test_palettes_are_fixed_and_distinct() -> None:
+    pal = vis.label_palette(256)
+    assert len({tuple(c) for c in pal}) == 256
+    np.testing.assert_array_equal(vis.label_palette(40), pal[:40])
+    parts = vis.palette_for("human_parts", 7)
+    assert len({tuple(c) for c in parts}) == 7 and tuple(parts[0]) == (0, 0, 0)
+    rgb = vis.colorize_labels(np.array([[0, 1], [39, 255]]), vis.label_palette(40))
+    assert tuple(rgb[1, 1]) == vis.IGNORE_COLOR and tuple(rgb[1, 0]) == tuple(pal[39])
+
+
+def test_dense_colourisations() -> None:
+    n = np.zeros((2, 2, 3), np.float32)
+    n[0, 0] = (1, 0, 0)
+    n[0, 1] = (0, -1, 0)
+    n[1, 0] = (0, 0, 1)
+    rgb = vis.colorize_normals(n)
+    assert tuple(rgb[0, 0]) == (255, 128, 128) and tuple(rgb[0, 1]) == (128, 0, 128)
+    np.testing.assert_array_equal(vis.colorize_normals(np.moveaxis(n, -1, 0)), rgb)
+    grey = vis.colorize_gray(np.array([[0.0, 1.0]]))
+    assert grey.tolist() == [[[0, 0, 0], [255, 255, 255]]]
+    depth = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
+    drgb = vis.colorize_depth(depth)
+    assert tuple(drgb[0, 0]) == (0, 0, 0)  # invalid
+    assert vis.depth_range(depth) == (1.0, 3.0)
+    assert drgb[1, 1].sum() > drgb[0, 1].sum()  # magma: far is brighter
+    assert vis.colorize_depth(np.ones((3, 3))).shape == (3, 3, 3)  # constant map: no division by zero
+    over = vis.overlay_heatmap(np.zeros((10, 12, 3), np.uint8), np.random.rand(3, 4))
+    assert over.shape == (10, 12, 3) and over.dtype == np.uint8
