@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
@@ -98,9 +97,7 @@ def _split_images(x: Batch, channels: int | None, what: str) -> list[torch.Tenso
             return [t]
         if t.ndim == 4 and t.shape[1] == channels:
             return list(t.unbind(0))
-        expected = f"[B,{channels},H,W] or [{channels},H,W]" + (
-            " or [B,H,W] or [H,W]" if channels == 1 else ""
-        )
+        expected = f"[B,{channels},H,W] or [{channels},H,W]" + (" or [B,H,W] or [H,W]" if channels == 1 else "")
     raise ValueError(f"{what}: unsupported shape {tuple(t.shape)}; expected {expected}")
 
 
@@ -170,15 +167,12 @@ class StreamingMetric:
         return {k: np.array(v, copy=True) for k, v in self._state.items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Replace the accumulated state by ``state`` (as returned by :meth:`state_dict`)."""
+        """Replace the accumulated state by ``state`` (as returned by :meth:`state_dict`; shapes are checked)."""
         self.reset()
-        self._check_keys(state)
-        self._state = {k: np.array(state[k], copy=True) for k in self._state}
+        self.merge(state)
 
     def merge(self, other: StreamingMetric | Mapping[str, Any]) -> StreamingMetric:
-        """Add the state of ``other`` (a metric of the same kind, or its ``state_dict``) to this one.
-
-        Returns self.
+        """Add the state of ``other`` (a metric of the same kind, or its ``state_dict``) and return self.
 
         Merging the metrics of disjoint parts of a dataset gives the metric of the whole dataset.
         """
@@ -195,15 +189,11 @@ class StreamingMetric:
             mode = self._reduce[key]
             if mode == "sum":
                 if theirs.shape != mine.shape:
-                    raise ValueError(
-                        f"{type(self).__name__}.merge: {key!r} shapes {mine.shape} != {theirs.shape}"
-                    )
+                    raise ValueError(f"{type(self).__name__}.merge: {key!r} shapes {mine.shape} != {theirs.shape}")
                 new[key] = mine + theirs
             elif mode == "cat":
                 if theirs.shape[1:] != mine.shape[1:]:
-                    raise ValueError(
-                        f"{type(self).__name__}.merge: {key!r} shapes {mine.shape} != {theirs.shape}"
-                    )
+                    raise ValueError(f"{type(self).__name__}.merge: {key!r} shapes {mine.shape} != {theirs.shape}")
                 new[key] = np.concatenate([mine, theirs.astype(mine.dtype)], axis=0)
             elif mode == "same":
                 if theirs.shape != mine.shape or not np.allclose(theirs, mine):
@@ -293,8 +283,7 @@ class ConfusionMIoU(StreamingMetric):
             p, t = p[keep], t[keep]
             if p.numel() and (int(p.min()) < 0 or int(p.max()) >= c):
                 raise ValueError(
-                    f"ConfusionMIoU: predicted class ids must lie in [0, {c}), "
-                    f"got [{int(p.min())}, {int(p.max())}]"
+                    f"ConfusionMIoU: predicted class ids must lie in [0, {c}), got [{int(p.min())}, {int(p.max())}]"
                 )
             counts = torch.bincount(t * c + p, minlength=c * c)
             total = counts if total is None else total + counts
@@ -648,47 +637,73 @@ def thin(mask: ArrayLike) -> np.ndarray:
     m = np.asarray(mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask).astype(bool)
     if m.ndim != 2:
         raise ValueError(f"thin expects a 2-D map, got shape {m.shape}")
-    h, w = m.shape
-    buf = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    buf = np.zeros((m.shape[0] + 2, m.shape[1] + 2), dtype=np.uint8)
     buf[1:-1, 1:-1] = m
-    wp = w + 2
-    flat = buf.ravel()
-    offs = np.array([1, 1 - wp, -wp, -wp - 1, -1, wp - 1, wp, wp + 1], dtype=np.int64)
-    # only pixels with a background 4-neighbour can be deleted (G1 needs some x_odd = 0)
-    inner = buf[1:-1, 1:-1].astype(bool)
-    border = inner & ~(
-        buf[1:-1, 2:].astype(bool)
-        & buf[1:-1, :-2].astype(bool)
-        & buf[2:, 1:-1].astype(bool)
-        & buf[:-2, 1:-1].astype(bool)
-    )
-    ys, xs = np.nonzero(border)
-    start = ((ys + 1) * wp + xs + 1).astype(np.int64)
-    pending = [start, start.copy()]
-    stamp = np.empty(flat.size, dtype=np.int64)  # scratch for sort-free de-duplication
+    _thin_padded(buf)
+    return buf[1:-1, 1:-1].astype(bool)
+
+
+# neighbour x_{i+1} of the thinning conditions, as (dy, dx): E, NE, N, NW, W, SW, S, SE
+_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+
+
+def _thin_padded(buf: np.ndarray) -> None:
+    """Thin, in place, C-contiguous uint8 {0,1} maps ``[..., H+2, W+2]`` whose one-pixel frame is 0.
+
+    Leading dimensions hold independent maps (e.g. one per threshold): they are thinned together, which
+    shares the per-iteration overhead; the zero frame keeps every neighbour look-up inside its own map.
+    The 8-neighbour code of every pixel is kept up to date as pixels are deleted, so examining a pixel
+    costs one look-up.
+    """
+    wp = buf.shape[-1]
+    flat = buf.reshape(-1)
+    if flat.size >= np.iinfo(np.int32).max:
+        raise ValueError("_thin_padded: map too large")
+    offs = np.array([dy * wp + dx for dy, dx in _NEIGHBOURS], dtype=np.int32)
+    # 8-neighbour codes, needed (and kept up to date) for foreground pixels only
+    fg = np.flatnonzero(flat).astype(np.int32)
+    codes_flat = np.zeros(flat.size, dtype=np.uint8)
+    code_fg = np.zeros(fg.size, dtype=np.uint8)
+    for i in range(8):
+        code_fg |= flat[fg + offs[i]] << np.uint8(i)
+    codes_flat[fg] = code_fg
+    # only pixels with a background 4-neighbour (bits 0, 2, 4, 6) can be deleted (G1 needs some x_odd = 0)
+    start = fg[(code_fg & np.uint8(0x55)) != 0x55]
+    pending = [start, start]
+    stamp = np.empty(flat.size, dtype=np.int32)  # scratch for sort-free de-duplication
+    clear = [np.uint8(0xFF ^ (1 << ((i + 4) % 8))) for i in range(8)]  # the deleted pixel's bit, seen from i
 
     def dedup(idx: np.ndarray) -> np.ndarray:
-        order = np.arange(idx.size)
+        order = np.arange(idx.size, dtype=np.int32)
         stamp[idx] = order
         return idx[stamp[idx] == order]
 
     sub = 0
     while pending[0].size or pending[1].size:
         cand = pending[sub]
-        pending[sub] = np.empty(0, dtype=np.int64)
+        pending[sub] = np.empty(0, dtype=np.int32)
         if cand.size:
             cand = cand[flat[cand] == 1]
-            code = np.packbits(flat[cand[:, None] + offs[None, :]], axis=1, bitorder="little")[:, 0]
-            dele = cand[_THIN_LUTS[sub][code]]
+            dele = cand[_THIN_LUTS[sub][codes_flat[cand]]]
             if dele.size:
                 flat[dele] = 0
-                touched = (dele[:, None] + offs[None, :]).ravel()
+                around = []
+                for i in range(8):
+                    nb = dele + offs[i]
+                    codes_flat[nb] &= clear[i]
+                    around.append(nb)
+                touched = np.concatenate(around)
                 touched = dedup(touched[flat[touched] == 1])
                 pending[sub] = touched
                 other = pending[1 - sub]
                 pending[1 - sub] = dedup(np.concatenate([other, touched])) if other.size else touched
         sub ^= 1
-    return buf[1:-1, 1:-1].astype(bool)
+
+
+# thresholds are thinned together in batches of at most this many pixels (keeps the buffers cache-friendly)
+_EDGE_BATCH_PIXELS = 2_200_000
+# and matched together while the joint graph has at most this many predicted pixels
+_EDGE_MATCH_ROWS = 20_000
 
 
 def _disk_offsets(radius: float) -> np.ndarray:
@@ -699,27 +714,29 @@ def _disk_offsets(radius: float) -> np.ndarray:
 
 
 class _EdgeGT:
-    """Per-image ground-truth structures reused across thresholds."""
+    """Per-image ground-truth structures reused across thresholds.
+
+    ``graph`` is a CSR matrix [H·W, n_gt] whose row i lists the GT pixels within ``max_dist`` of pixel i
+    (built once from the GT side: n_gt × disk-size entries); ``near`` flags the pixels with a non-empty row.
+    """
 
     def __init__(self, gt_edges: np.ndarray, max_dist: float) -> None:
         h, w = gt_edges.shape
         self.max_dist = max_dist
-        self.n = int(gt_edges.sum())
-        r = int(math.floor(max_dist))
-        self.pad = r
-        self.index = np.full((h + 2 * r, w + 2 * r), -1, dtype=np.int64)
         ys, xs = np.nonzero(gt_edges)
-        self.index[ys + r, xs + r] = np.arange(ys.size)
+        self.n = int(ys.size)
         offs = _disk_offsets(max_dist)
-        self.flat_offsets = offs[:, 0] * self.index.shape[1] + offs[:, 1]
-        # pixels within max_dist of some GT pixel: others can never be matched
-        if self.n:
-            self.near = ndimage.distance_transform_edt(~gt_edges) <= max_dist + 1e-9
-        else:
-            self.near = np.zeros_like(gt_edges, dtype=bool)
+        py = (ys[:, None] + offs[None, :, 0]).ravel()
+        px = (xs[:, None] + offs[None, :, 1]).ravel()
+        gid = np.repeat(np.arange(self.n), offs.shape[0])
+        inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+        rows = py[inside] * w + px[inside]
+        cols = gid[inside]
+        self.graph = csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(h * w, max(self.n, 1)))
+        self.near = np.diff(self.graph.indptr) > 0
 
 
-def match_edge_pixels(pred_edges: np.ndarray, gt_edges: np.ndarray, max_dist: float) -> int:
+def match_edge_pixels(pred_edges: ArrayLike, gt_edges: ArrayLike, max_dist: float) -> int:
     """Size of a maximum one-to-one matching between predicted and GT edge pixels at distance <= ``max_dist``.
 
     Candidate pairs are all (predicted, GT) pixel pairs within ``max_dist`` (Euclidean, in pixels), found by
@@ -727,22 +744,37 @@ def match_edge_pixels(pred_edges: np.ndarray, gt_edges: np.ndarray, max_dist: fl
     matching (Hopcroft-Karp, ``scipy.sparse.csgraph.maximum_bipartite_matching``). It is the number of
     matched GT pixels and, equally, of matched predicted pixels.
     """
-    return _match(np.asarray(pred_edges, bool), _EdgeGT(np.asarray(gt_edges, bool), max_dist))
+    pred = np.asarray(pred_edges, dtype=bool)
+    gt = np.asarray(gt_edges, dtype=bool)
+    if pred.shape != gt.shape or pred.ndim != 2:
+        raise ValueError(f"match_edge_pixels: expected two [H,W] maps of one size, got {pred.shape}, {gt.shape}")
+    return _match(np.flatnonzero(pred), _EdgeGT(gt, max_dist))
 
 
-def _match(pred_edges: np.ndarray, gt: _EdgeGT) -> int:
-    if gt.n == 0:
-        return 0
-    ys, xs = np.nonzero(pred_edges & gt.near)
-    if ys.size == 0:
-        return 0
-    base = (ys + gt.pad) * gt.index.shape[1] + (xs + gt.pad)
-    cand = gt.index.ravel()[base[:, None] + gt.flat_offsets[None, :]]
-    rows, slots = np.nonzero(cand >= 0)
-    cols = cand[rows, slots]
-    graph = csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(ys.size, gt.n))
+def _match(pred_flat: np.ndarray, gt: _EdgeGT) -> int:
+    """Matching size for predicted pixels given by their flat indices."""
+    return int(_match_batched(np.zeros(pred_flat.size, np.int64), pred_flat, gt, 1)[0])
+
+
+def _match_batched(group: np.ndarray, pred_flat: np.ndarray, gt: _EdgeGT, n_groups: int) -> np.ndarray:
+    """Matching sizes of ``n_groups`` independent predictions (e.g. thresholds) against one GT, in one call.
+
+    ``pred_flat[i]`` is a predicted pixel (flat index) of prediction ``group[i]``. The bipartite graphs of the
+    groups are put side by side (block-diagonal, GT pixels copied per group), so a single maximum matching
+    solves them all; the matched rows are then counted per group.
+    """
+    out = np.zeros(n_groups, np.int64)
+    if gt.n == 0 or pred_flat.size == 0:
+        return out
+    near = gt.near[pred_flat]
+    rows, group = pred_flat[near], group[near]
+    if rows.size == 0:
+        return out
+    sub = gt.graph[rows]
+    cols = sub.indices.astype(np.int64) + np.repeat(group * gt.n, np.diff(sub.indptr))
+    graph = csr_matrix((sub.data, cols, sub.indptr), shape=(rows.size, n_groups * gt.n))
     matched = maximum_bipartite_matching(graph, perm_type="column")
-    return int((matched >= 0).sum())
+    return np.bincount(group[matched >= 0], minlength=n_groups).astype(np.int64)
 
 
 def edge_image_counts(
@@ -775,9 +807,7 @@ def edge_image_counts(
     p = np.asarray(prob.cpu().numpy() if isinstance(prob, torch.Tensor) else prob, dtype=np.float64)
     t = np.asarray(target.cpu().numpy() if isinstance(target, torch.Tensor) else target, dtype=np.float64)
     if p.ndim != 2 or p.shape != t.shape:
-        raise ValueError(
-            f"edge_image_counts: expected two [H,W] maps of one size, got {p.shape} and {t.shape}"
-        )
+        raise ValueError(f"edge_image_counts: expected two [H,W] maps of one size, got {p.shape} and {t.shape}")
     thr = np.asarray(thresholds, dtype=np.float64)
     if thr.ndim != 1 or np.any(np.diff(thr) <= 0):
         raise ValueError("thresholds must be a strictly increasing 1-D sequence")
@@ -787,27 +817,47 @@ def edge_image_counts(
         gt_edges = thin(gt_edges) & valid
     h, w = p.shape
     gt = _EdgeGT(gt_edges, max_dist_ratio * math.hypot(h, w))
+    valid_flat = valid.ravel()
     k_total = thr.size
-    # level = number of thresholds <= p, so "p >= thr[k]" <=> "level > k"
-    level = np.searchsorted(thr, np.nan_to_num(p, nan=-np.inf), side="right")
+    # level = number of thresholds <= p, so "p >= thr[k]" <=> "level > k"; a frame of 0 around the map
+    # keeps the thinning's neighbour look-ups in bounds
+    level = np.zeros((h + 2, w + 2), dtype=np.int16 if k_total < 32767 else np.int64)
+    level[1:-1, 1:-1] = np.searchsorted(thr, np.nan_to_num(p, nan=-np.inf), side="right")
     changes = np.zeros(k_total + 1, dtype=bool)
     changes[np.unique(level)] = True
+    changes[0] = True
+    # only thresholds where the binary map changes are evaluated; the others repeat the previous counts
+    todo = np.flatnonzero(changes[:k_total])
     cnt = np.zeros(k_total, np.int64)
     sum_p = np.zeros(k_total, np.int64)
-    prev_pred: np.ndarray | None = None
-    for k in range(k_total):
-        if k > 0 and not changes[k]:
+    plane = (h + 2) * (w + 2)
+    per_batch = max(1, _EDGE_BATCH_PIXELS // plane)
+    for start in range(0, todo.size, per_batch):
+        ks = todo[start : start + per_batch]
+        buf = (level[None] > ks.astype(level.dtype)[:, None, None]).view(np.uint8)
+        if thin_pred:
+            _thin_padded(buf)
+        idx = np.flatnonzero(buf)
+        group, rem = np.divmod(idx, plane)
+        yy, xx = np.divmod(rem, w + 2)
+        flat = (yy - 1) * w + (xx - 1)
+        keep = valid_flat[flat]
+        group, flat = group[keep], flat[keep]
+        sum_p[ks] = np.bincount(group, minlength=ks.size)
+        # match several thresholds per call while the joint graph stays small (Hopcroft-Karp's phase count
+        # is set by the hardest block, so one huge block-diagonal graph would be slower)
+        bounds = np.searchsorted(group, np.arange(ks.size + 1))
+        j0 = 0
+        while j0 < ks.size:
+            j1 = j0 + 1
+            while j1 < ks.size and bounds[j1 + 1] - bounds[j0] <= _EDGE_MATCH_ROWS:
+                j1 += 1
+            lo, hi = bounds[j0], bounds[j1]
+            cnt[ks[j0:j1]] = _match_batched(group[lo:hi] - j0, flat[lo:hi], gt, j1 - j0)
+            j0 = j1
+    for k in range(1, k_total):
+        if not changes[k]:
             cnt[k], sum_p[k] = cnt[k - 1], sum_p[k - 1]
-            continue
-        binary = level > k
-        pred_edges = thin(binary) if thin_pred else binary
-        pred_edges &= valid
-        if prev_pred is not None and np.array_equal(pred_edges, prev_pred):
-            cnt[k], sum_p[k] = cnt[k - 1], sum_p[k - 1]
-            continue
-        prev_pred = pred_edges
-        sum_p[k] = int(pred_edges.sum())
-        cnt[k] = _match(pred_edges, gt) if sum_p[k] else 0
     return {"cntR": cnt, "sumR": np.full(k_total, gt.n, np.int64), "cntP": cnt.copy(), "sumP": sum_p}
 
 
@@ -832,8 +882,8 @@ class EdgeMetric(StreamingMetric):
     within ``max_dist_ratio`` × image diagonal (0.0075, BSDS) by a maximum-cardinality bipartite matching
     (:func:`match_edge_pixels`). Per image and threshold we keep cntR (matched GT pixels), sumR (GT pixels),
     cntP (matched predicted pixels) and sumP (predicted pixels). Label pixels equal to 255 are ignored on both
-    sides. BSDS itself uses a min-cost assignment, which also maximises the number of matches; this is the
-    usual pure-Python substitute.
+    sides. (BSDS's own correspondence solves a min-cost assignment with outlier costs, which in practice also
+    matches as many pixels as possible; a maximum-cardinality matching is the usual pure-Python substitute.)
 
     - ODS: R_t = Σ cntR / Σ sumR, P_t = Σ cntP / Σ sumP over the dataset, F_t = 2PR/(P+R);
       ``odsF`` = max over t (no interpolation between thresholds). ``odsP``, ``odsR``, ``ods_threshold`` too.
@@ -994,9 +1044,7 @@ def delta_m(
             if name not in table:
                 raise KeyError(f"delta_m: {label} has no entry for task {name!r} (has {sorted(table)})")
             if key not in table[name]:
-                raise KeyError(
-                    f"delta_m: {label}[{name!r}] lacks the Δm metric {key!r} (has {sorted(table[name])})"
-                )
+                raise KeyError(f"delta_m: {label}[{name!r}] lacks the Δm metric {key!r} (has {sorted(table[name])})")
             values.append(float(table[name][key]))
         m, m_st = values
         if m_st == 0 or not math.isfinite(m_st):
