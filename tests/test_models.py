@@ -1,0 +1,334 @@
+"""Model zoo: output contract of every registered model, exact parameter counts, Medusa/MTAN behaviour.
+
+Inputs are tiny (batch 2, 64x64) so that the whole file runs on a couple of CPU cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+
+from medusa_mtl.models import create_model, list_models
+from medusa_mtl.models.base import DEEP_SUPERVISION
+from medusa_mtl.tasks import get_task
+
+B, SIZE = 2, 64
+HRNET18_CHANNELS = [18, 36, 72, 144]
+NYUD_AUX = ["semseg", "depth", "normals", "edge"]
+
+# (main tasks, aux_tasks) per case: T = 1, 2, 3 main tasks (aux_tasks omitted), plus main + auxiliary tasks.
+CASES: dict[str, tuple[list[str], list[str] | None]] = {
+    "T1": (["semseg"], None),
+    "T2": (["semseg", "depth"], None),
+    "T3": (["semseg", "depth", "normals"], None),
+    "aux": (["semseg", "depth"], NYUD_AUX),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread() -> Any:
+    """One intra-op thread: on a few shared cores, OpenMP threads spinning at barriers make the tiny convs
+    here tens of times slower (measured: 64x64 Medusa forward+backward 0.2 s instead of 5-10 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def image(h: int = SIZE, w: int = SIZE, seed: int = 0) -> torch.Tensor:
+    return torch.randn(B, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def channels(task: str, dataset: str = "nyud") -> int:
+    return get_task(task).channels(dataset)
+
+
+def total_loss(out: dict[str, Any]) -> torch.Tensor:
+    """A scalar depending on every output tensor, deep supervision included."""
+    loss = sum(v.float().pow(2).mean() for k, v in out.items() if k != DEEP_SUPERVISION)
+    for preds in out.get(DEEP_SUPERVISION, {}).values():
+        loss = loss + sum(p.float().pow(2).mean() for p in preds.values())
+    return loss
+
+
+def check_train_outputs(out: dict[str, Any], tasks: Sequence[str], aux: Sequence[str]) -> None:
+    """Final outputs: every main task, only supervised tasks, full resolution; deep supervision well-formed;
+    every supervised task gets some training signal."""
+    finals = {k: v for k, v in out.items() if k != DEEP_SUPERVISION}
+    assert set(tasks) <= set(finals) <= set(aux)
+    for t, v in finals.items():
+        assert v.shape == (B, channels(t), SIZE, SIZE), t
+    covered = set(finals)
+    if DEEP_SUPERVISION in out:
+        ds = out[DEEP_SUPERVISION]
+        assert isinstance(ds, dict) and ds
+        for key, preds in ds.items():
+            assert isinstance(key, str) and isinstance(preds, dict)
+            assert set(preds) <= set(aux), key
+            for t, p in preds.items():
+                assert p.ndim == 4 and p.shape[:2] == (B, channels(t)), (key, t)
+                assert SIZE % p.shape[-2] == 0 and SIZE % p.shape[-1] == 0, (key, t, p.shape)
+            covered |= set(preds)
+    assert covered == set(aux)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_forward_backward_eval(name: str, case: str) -> None:
+    """Each registered model (padnet/mtinet/... join automatically): train forward + backward, eval forward."""
+    torch.manual_seed(0)
+    tasks, aux = CASES[case]
+    model = create_model(name, tasks=tasks, aux_tasks=aux, dataset="nyud")
+    assert model.tasks == tasks
+    assert set(tasks) <= set(model.aux_tasks) <= set(aux or tasks)
+    x = image()
+
+    model.train()
+    out = model(x)
+    check_train_outputs(out, tasks, model.aux_tasks)
+    total_loss(out).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, f"{name}: parameters without gradient in train mode: {unused[:5]}"
+    assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert set(out) == set(tasks)
+    for t in tasks:
+        assert out[t].shape == (B, channels(t), SIZE, SIZE), t
+        assert torch.isfinite(out[t]).all(), t
+
+
+def test_mt_baseline_exact_parameter_count() -> None:
+    model = create_model("mt_baseline", tasks=["semseg", "depth"], dataset="nyud")
+    assert n_params(model) == 4_019_251
+    assert n_params(model.backbone) == 3_860_720
+
+
+@pytest.mark.parametrize("name", ["medusa", "mtan"])
+def test_parameters_grow_exactly_linearly(name: str) -> None:
+    """Independent heads: each extra 1-channel task (depth, edge) adds the same number of parameters."""
+    sets = [["semseg"], ["semseg", "depth"], ["semseg", "depth", "edge"]]
+    models = [create_model(name, tasks=s, dataset="nyud") for s in sets]
+    counts = [n_params(m) for m in models]
+    assert counts[1] - counts[0] == counts[2] - counts[1] > 0
+    heads = models[2].heads
+    assert n_params(heads["depth"]) == n_params(heads["edge"]) == counts[2] - counts[1]
+    assert counts[0] == n_params(models[0].backbone) + sum(
+        n_params(m) for n, m in models[0].named_children() if n not in ("backbone", "heads")
+    ) + n_params(heads["semseg"])
+    if name == "medusa":
+        c = HRNET18_CHANNELS
+        sfa = sum(2 * 9 * k * k for k in c)
+        blocks = sum(2 * (2 * 9 * k * k + 4 * k) for k in c)
+        initial = sum(k + 1 for k in c)  # per output channel: weights + bias
+        msa = sum(9 * k + 1 for k in c)
+        hrhead = 73_710 + 271  # per output channel 271
+        assert counts[1] - counts[0] == sfa + blocks + initial + msa + hrhead
+
+
+@pytest.fixture(scope="module")
+def medusa_aux() -> nn.Module:
+    """Medusa for NYUD semseg + depth with normals and edge as auxiliary tasks (not mutated by tests)."""
+    torch.manual_seed(0)
+    return create_model("medusa", tasks=["semseg", "depth"], aux_tasks=NYUD_AUX, dataset="nyud")
+
+
+def test_medusa_initial_predictions_run_in_train_only(medusa_aux: nn.Module) -> None:
+    model = medusa_aux
+    fired: list[str] = []
+    hooks = []
+    for t, head in model.heads.items():
+        for s, conv in enumerate(head.initial):
+            hooks.append(conv.register_forward_hook(lambda *a, key=f"{t}/{s}": fired.append(key)))
+    aux_only = [t for t in model.aux_tasks if t not in model.tasks]
+    for t in aux_only:
+        hooks.append(model.heads[t].register_forward_hook(lambda *a, key=f"head {t}": fired.append(key)))
+    try:
+        model.train()
+        out = model(image())
+        assert len([k for k in fired if "/" in k]) == 4 * len(NYUD_AUX)
+        assert sorted(out[DEEP_SUPERVISION]) == ["scale0", "scale1", "scale2", "scale3"]
+        for s, preds in enumerate(out[DEEP_SUPERVISION].values()):
+            assert sorted(preds) == sorted(NYUD_AUX)
+            assert preds["semseg"].shape == (B, 40, SIZE // 4 // 2**s, SIZE // 4 // 2**s)
+        fired.clear()
+        model.eval()
+        with torch.no_grad():
+            out = model(image())
+        assert fired == []  # no initial prediction, no auxiliary head ran
+        assert sorted(out) == ["depth", "semseg"]
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def test_medusa_attention_maps(medusa_aux: nn.Module) -> None:
+    medusa_aux.eval()
+    maps = medusa_aux.attention_maps(image())
+    assert sorted(maps) == ["depth", "semseg"]
+    for m in maps.values():
+        assert [tuple(a.shape) for a in m["sfa"]] == [(B, 1, SIZE // s, SIZE // s) for s in (4, 8, 16, 32)]
+        assert all(((a >= 0) & (a <= 1)).all() for a in m["sfa"])
+        assert m["msa"].shape == (B, 4, SIZE // 4, SIZE // 4)
+        torch.testing.assert_close(m["msa"].sum(dim=1), torch.ones(B, SIZE // 4, SIZE // 4))
+
+
+def test_input_size_must_be_multiple_of_32(medusa_aux: nn.Module) -> None:
+    medusa_aux.eval()
+    with pytest.raises(ValueError, match="multiple of 32"):
+        medusa_aux(image(60, 64))
+
+
+@pytest.mark.parametrize("name", ["medusa", "mtan"])
+def test_drop_auxiliary_heads_keeps_main_outputs(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, tasks=["semseg", "depth"], aux_tasks=NYUD_AUX, dataset="nyud").eval()
+    x = image()
+    with torch.no_grad():
+        before = model(x)
+    n_before = n_params(model)
+    dropped_params = n_params(model.heads["normals"]) + n_params(model.heads["edge"])
+    assert model.drop_auxiliary_heads() == ["normals", "edge"]
+    assert model.aux_tasks == model.tasks == ["semseg", "depth"]
+    assert sorted(model.heads) == ["depth", "semseg"]
+    assert n_params(model) == n_before - dropped_params
+    with torch.no_grad():
+        after = model(x)
+    assert sorted(after) == ["depth", "semseg"]
+    for t in after:
+        assert torch.equal(before[t], after[t]), t
+    model.train()
+    assert {k for k in model(x) if k != DEEP_SUPERVISION} == {"semseg", "depth"}
+
+
+@pytest.mark.parametrize("name", ["medusa", "mtan"])
+def test_add_task_on_frozen_backbone_changes_nothing_else(name: str) -> None:
+    """UFL: a PASCAL task head on a NYUD model; Adam with weight decay over *all* parameters must leave the
+    backbone (parameters and BN buffers), the shared parts and the old heads bit-identical."""
+    torch.manual_seed(0)
+    model = create_model(name, tasks=["semseg", "depth"], dataset="nyud")
+    x = image()
+    # One ordinary training step first: BN statistics move and every parameter keeps a (stale) gradient.
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    model.train()
+    total_loss(model(x)).backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+    ref_state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    head = model.add_task("human_parts", dataset="pascal")
+    assert model.tasks == ["semseg", "depth", "human_parts"]
+    assert model.out_channels("human_parts") == 7
+    model.freeze_backbone()
+    model.freeze_heads(["semseg", "depth"])
+    new_before = {k: v.clone() for k, v in head.state_dict().items()}
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    model.train()
+    assert not model.backbone.training
+    for _ in range(2):
+        out = model(x)
+        assert {k for k in out if k != DEEP_SUPERVISION} == {"human_parts"}
+        assert out["human_parts"].shape == (B, 7, SIZE, SIZE)
+        total_loss(out).backward()
+        opt.step()
+        opt.zero_grad()
+
+    state = model.state_dict()
+    for k, v in ref_state.items():
+        assert torch.equal(state[k], v), f"{k} changed"
+    assert any(not torch.equal(v, head.state_dict()[k]) for k, v in new_before.items())
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert sorted(out) == ["depth", "human_parts", "semseg"]
+    assert out["human_parts"].shape == (B, 7, SIZE, SIZE)
+    for t in ("semseg", "depth"):
+        assert torch.equal(out[t], ref[t]), t
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [dict(sfa=False), dict(initial_predictions=False), dict(head="hrhead"),
+     dict(sfa=False, initial_predictions=False, head="hrhead")],
+    ids=["no-sfa", "no-initial", "hrhead", "all-off"],
+)
+def test_medusa_switches(switches: dict[str, Any]) -> None:
+    tasks = ["semseg", "depth"]
+    model = create_model("medusa", tasks=tasks, dataset="nyud", **switches)
+    c = HRNET18_CHANNELS
+    ref = 7_013_993  # medusa, NYUD semseg + depth, all switches on
+    removed = 0
+    if switches.get("sfa") is False:
+        removed += 2 * sum(2 * 9 * k * k for k in c)
+    if switches.get("initial_predictions") is False:
+        removed += sum((40 * k + 40) + (k + 1) for k in c)  # semseg, depth
+    if switches.get("head") == "hrhead":
+        removed += 2 * sum(9 * k + 1 for k in c)
+    assert n_params(model) == ref - removed
+    model.train()
+    out = model(image())
+    check_train_outputs(out, tasks, tasks)
+    assert (DEEP_SUPERVISION in out) == switches.get("initial_predictions", True)
+    total_loss(out).backward()
+    model.eval()
+    with torch.no_grad():
+        out = model(image())
+    assert sorted(out) == ["depth", "semseg"]
+    maps = model.attention_maps(image())["semseg"]
+    assert ("sfa" in maps) == switches.get("sfa", True)
+    assert ("msa" in maps) == (switches.get("head", "msa") == "msa")
+
+
+def test_clear_errors_for_bad_names() -> None:
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        create_model("nope", tasks=["semseg"])
+    with pytest.raises(ValueError, match="unknown task 'bogus'"):
+        create_model("medusa", tasks=["semseg", "bogus"])
+    with pytest.raises(ValueError, match="not defined for dataset"):
+        create_model("medusa", tasks=["depth"], dataset="pascal")
+    with pytest.raises(ValueError, match="unknown Medusa head"):
+        create_model("medusa", tasks=["semseg"], head="fancy")
+
+
+def test_add_task_errors(medusa_aux: nn.Module) -> None:
+    with pytest.raises(ValueError, match="already has a head"):
+        medusa_aux.add_task("semseg")
+    with pytest.raises(ValueError, match="unknown task"):
+        medusa_aux.add_task("bogus")
+    with pytest.raises(ValueError, match="not defined for dataset"):
+        medusa_aux.add_task("human_parts")  # a PASCAL task needs dataset="pascal" on a NYUD model
+    assert sorted(medusa_aux.heads) == sorted(NYUD_AUX)
+
+
+@pytest.mark.parametrize("name", ["medusa", "mt_baseline", "mtan"])
+def test_other_timm_backbone(name: str) -> None:
+    """A non-HRNet timm backbone (resnet18) works with its own channels."""
+    torch.manual_seed(0)
+    model = create_model(name, tasks=["semseg", "depth"], dataset="nyud", backbone="resnet18")
+    assert model.backbone.channels == [64, 128, 256, 512]
+    assert model.backbone.strides == [4, 8, 16, 32]
+    if name == "medusa":
+        assert model.heads["semseg"].sfa[3].conv.in_channels == 512
+    if name == "mt_baseline":
+        assert model.heads["semseg"].last_layer[0].in_channels == 960
+    model.train()
+    out = model(image())
+    check_train_outputs(out, ["semseg", "depth"], ["semseg", "depth"])
+    total_loss(out).backward()
+    model.eval()
+    with torch.no_grad():
+        out = model(image())
+    assert out["semseg"].shape == (B, 40, SIZE, SIZE) and out["depth"].shape == (B, 1, SIZE, SIZE)
