@@ -101,3 +101,15 @@ def pascal_root(tmp_path: Path) -> Path:
         formats.write_pascal_sample(root, sample_id, **_pascal_arrays(i, person=i != 1))
     formats.write_pascal_splits(root, ids[:3], ids[3:])
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_thread_torch() -> Any:
+    """One intra-op thread: the tests use tiny tensors, where OpenMP start-up costs more than it saves
+    (measured 20-40x slower convolutions with two threads on a loaded two-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
