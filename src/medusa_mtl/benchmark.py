@@ -384,6 +384,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             methods = ["single_task", *methods]  # Δm needs the single-task references
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _quiet_lightning()
 
     def log(msg: str) -> None:
         print(f"[{time.time() - start:6.0f}s] {msg}", flush=True)
@@ -420,6 +421,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print()
     log(f"wrote {report} and {out / 'results.json'}")
     return 0
+
+
+def _quiet_lightning() -> None:
+    """Keep the benchmark's output to its own progress lines and tables (Lightning's tips and notices off)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*exists and is not empty.*", ".*LeafSpec.*", ".*does not have many workers.*",
+                    ".*smaller than the logging interval.*", ".*GPU available but not used.*"):
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 def _resources(out: Path, log: Any) -> dict[str, Any]:
