@@ -428,6 +428,8 @@ def _quiet_lightning() -> None:
     import logging
     import warnings
 
+    import lightning  # noqa: F401  (its import sets its loggers to INFO; lower them afterwards)
+
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*exists and is not empty.*", ".*LeafSpec.*", ".*does not have many workers.*",

@@ -30,7 +30,11 @@ def is_user_error(err: BaseException) -> bool:
     if isinstance(err, FileNotFoundError):
         return True
     mod = type(err).__module__ or ""
-    if isinstance(err, ValueError) and (mod == "builtins" or mod.startswith("medusa_mtl")):
+    if isinstance(err, ValueError) and mod.startswith("medusa_mtl"):
+        # our own ValueError subclasses (e.g. DataFormatError) are always raised by our validation code, even
+        # when a DataLoader worker re-raises them from torch's code
+        return True
+    if isinstance(err, ValueError) and mod == "builtins":
         tb = err.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next

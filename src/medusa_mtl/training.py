@@ -33,6 +33,7 @@ from .errors import ConfigError, NonFiniteLossError
 from .metrics import StreamingMetric
 from .models import create_model
 from .models.base import DEEP_SUPERVISION
+from .reproducibility import EpochReseed, EpochShuffleSampler, SeededSamples, eval_sampler, global_seed, world_and_rank
 from .tasks import get_task, parse_tasks
 
 
@@ -252,6 +253,19 @@ class MultiTaskModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_eval("test")
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to write weights that became NaN/inf: the last good checkpoint stays in place."""
+        bad = [
+            k for k, v in (checkpoint.get("state_dict") or {}).items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
+        if bad:
+            raise NonFiniteLossError(
+                f"the weights became NaN/inf at epoch {self.current_epoch}, step {self.global_step} "
+                f"({len(bad)} tensor(s), e.g. {bad[0]}); no checkpoint was written and the last good one is kept. "
+                "Check the labels (`medusa data check`) or lower --model.lr."
+            )
+
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         outputs = self.net(batch["image"])
         return {t: get_task(t).postprocess(outputs[t]) for t in self.main_tasks}
@@ -311,7 +325,9 @@ class MultiTaskDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         # Recorded in checkpoints (``datamodule_hyper_parameters``): prediction reuses the training size.
-        self.save_hyperparameters()
+        # logger=False: not merged with the module's hparams for the loggers (``tasks``/``dataset`` may differ
+        # between the two, e.g. ``--data.tasks`` left unset, which Lightning's merge rejects).
+        self.save_hyperparameters(logger=False)
         self.dataset_name = get_dataset_info(dataset).name
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
@@ -379,14 +395,28 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.test_set = build_dataset(split="val", train=False, ids=self.test_ids, **build)
 
     def _loader(self, ds: Any, train: bool) -> DataLoader:
+        # Randomness is a function of (seed, epoch, sample) (see medusa_mtl.reproducibility): a resumed run
+        # draws the same shuffle and augmentations as an uninterrupted one, whatever the workers or processes.
+        # Under DDP the samplers shard the data themselves (Lightning keeps a DistributedSampler as it is);
+        # evaluation is sharded without duplicates so metrics over N processes equal those of one.
+        world, rank = world_and_rank(self.trainer)
+        if train:
+            sampler: Any = EpochShuffleSampler(ds, seed=global_seed(), num_replicas=world, rank=rank)
+            ds = SeededSamples(ds)
+            per_rank = len(sampler)
+        else:
+            sampler = eval_sampler(ds, self.trainer)
+            per_rank = len(sampler) if sampler is not None else len(ds)
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=train and len(ds) > self.batch_size,
+            sampler=sampler,
+            drop_last=train and per_rank > self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,
+            # its own generator: creating the loader's iterator does not consume the global random stream
+            generator=torch.Generator().manual_seed(global_seed()),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -416,7 +446,8 @@ def default_checkpoint_callback(dirpath: str | Path | None = None) -> L.Callback
 def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     """Fill in the project's defaults where a Trainer config leaves them open.
 
-    Atomic checkpoint I/O (always), last+best checkpoints, TensorBoard + CSV loggers, a progress bar.
+    Atomic checkpoint I/O (always), last+best checkpoints, TensorBoard + CSV loggers, a progress bar, and
+    :class:`~medusa_mtl.reproducibility.EpochReseed` (a resumed epoch draws the same random numbers).
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -439,6 +470,8 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
         isinstance(c, ModelCheckpoint) for c in callbacks
     ):
         callbacks.append(default_checkpoint_callback(Path(root) / "checkpoints"))
+    if not any(isinstance(c, EpochReseed) for c in callbacks):
+        callbacks.append(EpochReseed())  # exact resume: per-epoch seeds (medusa_mtl.reproducibility)
     config["callbacks"] = callbacks
     return config
 

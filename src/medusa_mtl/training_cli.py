@@ -6,6 +6,7 @@ configs/profile/paper.yaml``; any key can be overridden on the command line (``-
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
@@ -23,21 +24,36 @@ class MedusaCLI(LightningCLI):
 
 def run_lightning_cli(argv: list[str]) -> int:
     """Run a LightningCLI sub-command with ``argv`` (``["fit", "--config", ...]``)."""
+    from .data.formats import DataFormatError
     from .errors import is_user_error
 
+    # Parse errors (an option or config key that does not exist, a value of the wrong type) raise instead of
+    # printing the whole usage; abbreviations are refused so that a misspelt key is an error, not a guess.
+    parser_kwargs: dict[str, Any] = {"exit_on_error": False, "allow_abbrev": False}
+    parser_kwargs.update({cmd: {"exit_on_error": False} for cmd in ("fit", "validate", "test", "predict")})
+    if _has_omegaconf():
+        parser_kwargs["parser_mode"] = "omegaconf"
+    cmd = argv[0] if argv else "fit"
     try:
         MedusaCLI(
             MultiTaskModule,
             MultiTaskDataModule,
             args=argv,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+            parser_kwargs=parser_kwargs,
             seed_everything_default=0,
         )
+    except argparse.ArgumentError as err:
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"medusa {cmd}: error: {message} (see `medusa {cmd} --help`)", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if not is_user_error(err):
             raise
-        print(f"medusa {argv[0]}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, DataFormatError):
+            message += " (`medusa data check --dataset D --root DIR` lists every problem of a dataset)"
+        print(f"medusa {cmd}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -112,12 +112,30 @@ class DataFormatError(ValueError):
 
     def __init__(self, path: str | os.PathLike[str], message: str | None = None) -> None:
         if message is None:  # re-created from its full message (unpickling, DataLoader worker re-raise)
-            self.path, _, self.reason = str(path).partition(": ")
-            super().__init__(str(path))
+            text = _unwrap_worker_message(str(path))
+            self.path, _, self.reason = text.partition(": ")
+            super().__init__(text)
             return
         self.path = str(path)
         self.reason = message
         super().__init__(f"{self.path}: {message}")
+
+
+def _unwrap_worker_message(text: str) -> str:
+    """The original message of an error re-raised by a DataLoader worker.
+
+    PyTorch re-creates an exception raised in a worker process as ``type(msg)`` where ``msg`` is "Caught X in
+    DataLoader worker process N." followed by the worker's whole traceback; its last line is
+    ``module.X: <original message>``. Other texts are returned unchanged.
+    """
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    marker = f"{__name__}.DataFormatError: "
+    lines = [line for line in text.splitlines() if line.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(marker):
+            return "\n".join([lines[i][len(marker):], *lines[i + 1 :]])
+    return lines[-1] if lines else text
 
 
 # ----------------------------------------------------------------------------------------------------

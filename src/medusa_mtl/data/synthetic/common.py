@@ -55,9 +55,8 @@ def shade(
     n_pix = idx.shape[0]
     albedo = np.zeros((n_pix, 3))
     emissive = np.zeros(n_pix, dtype=bool)
-    for k in np.unique(idx[idx >= 0]):
-        sel = np.nonzero(idx == k)[0]
-        mat = scene.info[int(k)]["material"]
+    for k, sel in hits.pixels_of.items():
+        mat = scene.info[k]["material"]
         albedo[sel] = mat.albedo(hits.local[sel])
         if mat.emissive:
             emissive[sel] = True
@@ -69,17 +68,18 @@ def shade(
         dist = np.linalg.norm(to_l, axis=1)
         ldir = to_l / np.maximum(dist, 1e-9)[:, None]
         atten = 1.0 / (1.0 + light.falloff * dist * dist)
-        tmax = dist - 0.05
     else:
         assert light.direction is not None
         ldir = np.broadcast_to(light.direction, pts.shape)
         atten = np.ones(pts.shape[0])
-        tmax = np.full(pts.shape[0], np.inf)
     lam = np.clip((nrm * ldir).sum(1), 0.0, None) * atten
     if shadows:
         front = np.nonzero(lam > 0)[0]
         origins = pts[front] + SHADOW_OFFSET * nrm[front]
-        blocked = scene.occluded(origins, np.ascontiguousarray(ldir[front]), tmax[front])
+        if light.position is not None:
+            blocked = scene.occluded_from_point(light.position, origins)
+        else:
+            blocked = scene.occluded_directional(origins, light.direction)
         lam[front[blocked]] = 0.0
     radiance = np.zeros((n_pix, 3))
     radiance[lit] = albedo[lit] * (ambient[None, :] + lam[:, None] * light.color[None, :])

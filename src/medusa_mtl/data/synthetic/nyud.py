@@ -20,11 +20,11 @@ from .objects import (
     build_cabinet,
     build_chair,
     build_floor_lamp,
+    build_small_object,
     build_sofa,
     build_table,
     build_table_lamp,
     build_tv,
-    build_small_object,
     metal_material,
     wood_material,
 )
@@ -32,9 +32,21 @@ from .raycast import Camera, Plane, Scene, rot_x, rot_y, rot_z
 from .textures import Material, hsv, random_color, random_material
 
 NYUD_CLASS_NAMES = (
-    "unlabelled", "wall", "floor", "ceiling", "window", "door", "picture",
-    "bed", "sofa", "chair", "table", "cabinet", "lamp", "object",
-)  # fmt: skip
+    "unlabelled",
+    "wall",
+    "floor",
+    "ceiling",
+    "window",
+    "door",
+    "picture",
+    "bed",
+    "sofa",
+    "chair",
+    "table",
+    "cabinet",
+    "lamp",
+    "object",
+)
 """Class names by file value (0 = unlabelled, 1..13)."""
 NYUD_NUM_SYNTH_CLASSES = len(NYUD_CLASS_NAMES) - 1
 UNLABELLED, WALL, FLOOR, CEILING, WINDOW, DOOR, PICTURE, BED, SOFA, CHAIR, TABLE, CABINET, LAMP, OBJECT = range(14)
@@ -56,9 +68,12 @@ def _plane_rot(u: Any, v: Any, n: Any) -> np.ndarray:
 def _wall_material(rng: np.random.Generator) -> Material:
     base = hsv(rng.uniform(0, 1), rng.uniform(0.0, 0.35), rng.uniform(0.45, 0.95))
     return random_material(
-        rng, base, {"plain": 4.0, "noise": 2.0, "stripes": 1.0, "grid": 0.5},
-        scale=(1.5, 6.0), contrast=(0.05, 0.3),
-    )  # fmt: skip
+        rng,
+        base,
+        {"plain": 4.0, "noise": 2.0, "stripes": 1.0, "grid": 0.5},
+        scale=(1.5, 6.0),
+        contrast=(0.05, 0.3),
+    )
 
 
 def _floor_material(rng: np.random.Generator) -> Material:
@@ -76,32 +91,59 @@ def _floor_material(rng: np.random.Generator) -> Material:
 def _outdoor_material(rng: np.random.Generator) -> Material:
     sky = hsv(rng.uniform(0.52, 0.65), rng.uniform(0.05, 0.5), rng.uniform(0.8, 1.0))
     green = hsv(rng.uniform(0.15, 0.4), rng.uniform(0.2, 0.7), rng.uniform(0.3, 0.8))
-    return Material(color=sky, color2=green, pattern="blotch", scale=rng.uniform(2.0, 6.0), grain=0.05,
-                    seed=int(rng.integers(1 << 30)), emissive=True)  # fmt: skip
+    return Material(
+        color=sky,
+        color2=green,
+        pattern="blotch",
+        scale=rng.uniform(2.0, 6.0),
+        grain=0.05,
+        seed=int(rng.integers(1 << 30)),
+        emissive=True,
+    )
 
 
 class _Room:
     """Axis-aligned room: x in [-wx, wx], y in [0, h], z in [zf, zb] (camera near the back wall zb)."""
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self.wx = rng.uniform(1.5, 3.2)
+        self.wx = rng.uniform(1.4, 2.7)
         self.h = rng.uniform(2.4, 3.2)
         self.zb = rng.uniform(0.3, 1.0)
-        self.zf = -rng.uniform(3.0, 7.0)
+        self.zf = -rng.uniform(2.5, 5.5)
 
     def walls(self) -> list[dict[str, Any]]:
         """Walls with a horizontal axis u, an origin at s = 0, y = 0, the inward normal and the s range."""
         wx, zf, zb = self.wx, self.zf, self.zb
         return [
-            {"name": "left", "o": np.array([-wx, 0, 0.0]), "u": np.array([0, 0, 1.0]), "n": np.array([1.0, 0, 0]),
-             "s": (zf, zb)},
-            {"name": "right", "o": np.array([wx, 0, 0.0]), "u": np.array([0, 0, -1.0]),
-             "n": np.array([-1.0, 0, 0]), "s": (-zb, -zf)},
-            {"name": "far", "o": np.array([0, 0, zf]), "u": np.array([1.0, 0, 0]), "n": np.array([0, 0, 1.0]),
-             "s": (-wx, wx)},
-            {"name": "back", "o": np.array([0, 0, zb]), "u": np.array([-1.0, 0, 0]), "n": np.array([0, 0, -1.0]),
-             "s": (-wx, wx)},
-        ]  # fmt: skip
+            {
+                "name": "left",
+                "o": np.array([-wx, 0, 0.0]),
+                "u": np.array([0, 0, 1.0]),
+                "n": np.array([1.0, 0, 0]),
+                "s": (zf, zb),
+            },
+            {
+                "name": "right",
+                "o": np.array([wx, 0, 0.0]),
+                "u": np.array([0, 0, -1.0]),
+                "n": np.array([-1.0, 0, 0]),
+                "s": (-zb, -zf),
+            },
+            {
+                "name": "far",
+                "o": np.array([0, 0, zf]),
+                "u": np.array([1.0, 0, 0]),
+                "n": np.array([0, 0, 1.0]),
+                "s": (-wx, wx),
+            },
+            {
+                "name": "back",
+                "o": np.array([0, 0, zb]),
+                "u": np.array([-1.0, 0, 0]),
+                "n": np.array([0, 0, -1.0]),
+                "s": (-wx, wx),
+            },
+        ]
 
 
 def _add_shell(scene: Scene, room: _Room, rng: np.random.Generator) -> None:
@@ -109,12 +151,15 @@ def _add_shell(scene: Scene, room: _Room, rng: np.random.Generator) -> None:
     wall_mat = _wall_material(rng)
     accent = _wall_material(rng) if rng.random() < 0.3 else wall_mat
     ex, ey, ez = np.eye(3)
-    scene.add(Plane(np.zeros(3), _plane_rot(ex, -ez, ey)), g, cls=FLOOR, material=_floor_material(rng),
-              shadow=False)  # fmt: skip
-    ceil = random_material(rng, hsv(rng.uniform(0, 1), rng.uniform(0, 0.12), rng.uniform(0.7, 0.98)),
-                           {"plain": 3.0, "noise": 1.0, "grid": 1.0}, scale=(0.8, 2.0), contrast=(0.05, 0.2))
-    scene.add(Plane(np.array([0, room.h, 0]), _plane_rot(ex, ez, -ey)), g, cls=CEILING, material=ceil,
-              shadow=False)  # fmt: skip
+    scene.add(Plane(np.zeros(3), _plane_rot(ex, -ez, ey)), g, cls=FLOOR, material=_floor_material(rng), shadow=False)
+    ceil = random_material(
+        rng,
+        hsv(rng.uniform(0, 1), rng.uniform(0, 0.12), rng.uniform(0.7, 0.98)),
+        {"plain": 3.0, "noise": 1.0, "grid": 1.0},
+        scale=(0.8, 2.0),
+        contrast=(0.05, 0.2),
+    )
+    scene.add(Plane(np.array([0, room.h, 0]), _plane_rot(ex, ez, -ey)), g, cls=CEILING, material=ceil, shadow=False)
     for w in room.walls():
         mat = accent if w["name"] == "far" else wall_mat
         scene.add(Plane(w["o"], _plane_rot(w["u"], ey, w["n"])), g, cls=WALL, material=mat, shadow=False)
@@ -154,10 +199,12 @@ def _wall_items(scene: Scene, room: _Room, rng: np.random.Generator) -> None:
         b, qrot = builder(w, s, WINDOW)
         y0 = rng.uniform(0.6, 1.1)
         hgt = min(rng.uniform(0.9, 1.6), room.h - y0 - 0.15)
-        b.quad([0, y0 + hgt / 2, 0.004], qrot, (width / 2, hgt / 2), _outdoor_material(rng), invalid=True,
-               shadow=False)  # fmt: skip
-        fm = wood_material(rng) if rng.random() < 0.4 else Material(
-            color=hsv(0, 0, rng.uniform(0.6, 0.95)), grain=0.03, seed=int(rng.integers(1 << 30)))
+        b.quad([0, y0 + hgt / 2, 0.004], qrot, (width / 2, hgt / 2), _outdoor_material(rng), invalid=True, shadow=False)
+        fm = (
+            wood_material(rng)
+            if rng.random() < 0.4
+            else Material(color=hsv(0, 0, rng.uniform(0.6, 0.95)), grain=0.03, seed=int(rng.integers(1 << 30)))
+        )
         fw, fd = rng.uniform(0.03, 0.07), rng.uniform(0.03, 0.07)
         for sy in (-1, 1):
             b.box([0, y0 + hgt / 2 + sy * (hgt / 2 + fw / 2), fd / 2], [width / 2 + fw, fw / 2, fd / 2], fm)
@@ -166,8 +213,7 @@ def _wall_items(scene: Scene, room: _Room, rng: np.random.Generator) -> None:
         if rng.random() < 0.6:
             b.box([0, y0 + hgt * rng.uniform(0.4, 0.7), fd / 2], [width / 2, fw / 3, fd / 3], fm)
         if rng.random() < 0.35:  # curtain on one side: blinds-like fabric, labelled window
-            cm = random_material(rng, random_color(rng, sat=(0, 0.7), val=(0.3, 0.95)), {"stripes": 1.0},
-                                 scale=(6, 14))  # fmt: skip
+            cm = random_material(rng, random_color(rng, sat=(0, 0.7), val=(0.3, 0.95)), {"stripes": 1.0}, scale=(6, 14))
             cm.axis = np.array([1.0, 0, 0])
             sx = 1 if rng.random() < 0.5 else -1
             cw = width * rng.uniform(0.15, 0.35)
@@ -191,19 +237,25 @@ def _wall_items(scene: Scene, room: _Room, rng: np.random.Generator) -> None:
         ph = width * rng.uniform(0.5, 1.3)
         yc = rng.uniform(1.2, 1.8)
         yc = min(yc, room.h - ph / 2 - 0.1)
-        art = random_material(rng, random_color(rng, sat=(0.2, 1.0), val=(0.2, 1.0)),
-                              {"noise": 2.0, "blotch": 2.0, "stripes": 1.0, "checker": 0.5},
-                              scale=(4, 15), contrast=(0.4, 0.9))  # fmt: skip
+        art = random_material(
+            rng,
+            random_color(rng, sat=(0.2, 1.0), val=(0.2, 1.0)),
+            {"noise": 2.0, "blotch": 2.0, "stripes": 1.0, "checker": 0.5},
+            scale=(4, 15),
+            contrast=(0.4, 0.9),
+        )
         b.box([0, yc, 0.02], [width / 2, ph / 2, rng.uniform(0.008, 0.025)], art)
 
 
-def _add_furniture(scene: Scene, room: _Room, cam_pos: np.ndarray, rng: np.random.Generator) -> list[Support]:
+def _add_furniture(
+    scene: Scene, room: _Room, cam_pos: np.ndarray, rng: np.random.Generator
+) -> tuple[list[Support], list[tuple[float, float, float]]]:
     """Furniture placed against walls or freely on the floor, avoiding overlaps and the camera."""
     placed: list[tuple[float, float, float]] = []  # x, z, radius
     supports: list[Support] = []
     kinds = ["bed", "sofa", "chair", "table", "cabinet", "lamp", "tv_stand", "dining"]
     weights = np.array([1.0, 1.2, 2.0, 1.5, 1.8, 0.7, 0.6, 0.8])
-    n = int(rng.integers(3, 8))
+    n = int(rng.integers(4, 10))
     walls = [w for w in room.walls() if w["name"] != "back"]
     for _ in range(n):
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
@@ -237,8 +289,13 @@ def _add_furniture(scene: Scene, room: _Room, cam_pos: np.ndarray, rng: np.rando
                 p = wall["o"] + s * wall["u"] + wall["n"] * (d / 2 + 0.02)
                 yaw = float(np.arctan2(wall["n"][0], wall["n"][2]))
             else:
-                p = np.array([rng.uniform(-room.wx + radius, room.wx - radius), 0.0,
-                              rng.uniform(room.zf + radius, room.zb - radius)])  # fmt: skip
+                p = np.array(
+                    [
+                        rng.uniform(-room.wx + radius, room.wx - radius),
+                        0.0,
+                        rng.uniform(room.zf + radius, room.zb - radius),
+                    ]
+                )
                 yaw = float(rng.uniform(-np.pi, np.pi))
             x, z = float(p[0]), float(p[2])
             if np.hypot(x - cam_pos[0], z - cam_pos[2]) < radius + 0.7:
@@ -259,16 +316,16 @@ def _add_furniture(scene: Scene, room: _Room, cam_pos: np.ndarray, rng: np.rando
         elif kind == "chair":
             build_chair(ObjectBuilder(scene, pos, yaw, cls=CHAIR), rng)
         elif kind == "table":
-            supports.append(build_table(ObjectBuilder(scene, pos, yaw, cls=TABLE), rng, w, d,
-                                        rng.uniform(0.45, 0.8)))  # fmt: skip
+            supports.append(build_table(ObjectBuilder(scene, pos, yaw, cls=TABLE), rng, w, d, rng.uniform(0.45, 0.8)))
         elif kind == "dining":
             h = rng.uniform(0.72, 0.78)
             supports.append(build_table(ObjectBuilder(scene, pos, yaw, cls=TABLE), rng, w, d, h))
             for sx in (-1, 1):
                 if rng.random() < 0.8:
                     cpos = pos + rot_y(yaw) @ np.array([sx * (w / 2 + 0.3), 0, rng.uniform(-0.1, 0.1)])
-                    build_chair(ObjectBuilder(scene, cpos, yaw - sx * np.pi / 2 + rng.uniform(-0.3, 0.3),
-                                              cls=CHAIR), rng)  # fmt: skip
+                    build_chair(
+                        ObjectBuilder(scene, cpos, yaw - sx * np.pi / 2 + rng.uniform(-0.3, 0.3), cls=CHAIR), rng
+                    )
         elif kind == "cabinet":
             h = rng.uniform(0.5, 2.0) if rng.random() < 0.7 else rng.uniform(0.4, 0.9)
             h = min(h, room.h - 0.3)
@@ -279,7 +336,7 @@ def _add_furniture(scene: Scene, room: _Room, cam_pos: np.ndarray, rng: np.rando
             build_tv(ObjectBuilder(scene, pos, yaw, cls=OBJECT), rng, h, min(w * 0.8, rng.uniform(0.6, 1.2)))
         else:
             build_floor_lamp(ObjectBuilder(scene, pos, yaw, cls=LAMP), rng)
-    return supports
+    return supports, placed
 
 
 def _add_props(
@@ -303,8 +360,12 @@ def _add_props(
         cls = OBJECT if rng.random() < 0.75 else UNLABELLED
         build_small_object(ObjectBuilder(scene, pos, rng.uniform(-np.pi, np.pi), cls=cls), rng, 0.0, size=1.5)
     if rng.random() < 0.4:  # rug: labelled floor, different texture
-        rug = random_material(rng, random_color(rng, sat=(0.1, 0.9), val=(0.2, 0.9)),
-                              {"stripes": 1.0, "checker": 1.0, "noise": 1.0, "blotch": 1.0}, scale=(2, 8))
+        rug = random_material(
+            rng,
+            random_color(rng, sat=(0.1, 0.9), val=(0.2, 0.9)),
+            {"stripes": 1.0, "checker": 1.0, "noise": 1.0, "blotch": 1.0},
+            scale=(2, 8),
+        )
         pos = np.array([rng.uniform(-room.wx / 2, room.wx / 2), 0.0, rng.uniform(room.zf / 2 - 1, room.zf / 2 + 1)])
         b = ObjectBuilder(scene, pos, rng.uniform(-0.3, 0.3), cls=FLOOR)
         b.box([0, 0.004, 0], [rng.uniform(0.6, 1.4), 0.004, rng.uniform(0.5, 1.1)], rug, shadow=False)
@@ -316,23 +377,33 @@ def build_room(rng: np.random.Generator, height: int, width: int) -> tuple[Scene
     scene = Scene()
     _add_shell(scene, room, rng)
     _wall_items(scene, room, rng)
-    cam_pos = np.array([
-        rng.uniform(-room.wx + 0.4, room.wx - 0.4),
-        rng.uniform(1.0, 1.7),
-        room.zb - rng.uniform(0.15, 0.6),
-    ])  # fmt: skip
-    supports = _add_furniture(scene, room, cam_pos, rng)
+    cam_pos = np.array(
+        [
+            rng.uniform(-room.wx + 0.4, room.wx - 0.4),
+            rng.uniform(1.0, 1.7),
+            room.zb - rng.uniform(0.15, 0.6),
+        ]
+    )
+    supports, placed = _add_furniture(scene, room, cam_pos, rng)
     _add_props(scene, room, supports, cam_pos, rng)
-    # camera: aim at a point on the far half of the room
-    target = np.array([rng.uniform(-room.wx, room.wx), 0.0, rng.uniform(room.zf, room.zf / 2)])
+    # camera: aim at a piece of furniture in front of it (or at a point in the far half of the room)
+    far = [(x, z) for x, z, _ in placed if np.hypot(x - cam_pos[0], z - cam_pos[2]) > 1.5]
+    if far and rng.random() < 0.7:
+        x, z = far[int(rng.integers(len(far)))]
+        target = np.array([x + rng.uniform(-0.4, 0.4), 0.0, z + rng.uniform(-0.4, 0.4)])
+    else:
+        target = np.array([rng.uniform(-room.wx, room.wx), 0.0, rng.uniform(room.zf, room.zf / 2)])
     dx, dz = target[0] - cam_pos[0], target[2] - cam_pos[2]
     yaw = float(np.arctan2(-dx, -dz))
-    rot = rot_y(yaw) @ rot_x(rng.uniform(-0.5, -0.08)) @ rot_z(rng.uniform(-0.05, 0.05))
+    pitch = -float(np.arctan2(cam_pos[1] - rng.uniform(0.2, 0.8), np.hypot(dx, dz))) + rng.uniform(-0.1, 0.1)
+    pitch = float(np.clip(pitch, -0.55, -0.05))
+    rot = rot_y(yaw) @ rot_x(pitch) @ rot_z(rng.uniform(-0.05, 0.05))
     fx, fy, cx, cy = nyud_intrinsics(height, width)
     camera = Camera(height, width, fx, fy, cx, cy, rot, cam_pos)
     # light: ceiling light (+ visible fixture)
-    lpos = np.array([rng.uniform(-room.wx * 0.7, room.wx * 0.7), room.h - 0.3,
-                     rng.uniform(room.zf * 0.8, room.zb - 0.5)])  # fmt: skip
+    lpos = np.array(
+        [rng.uniform(-room.wx * 0.7, room.wx * 0.7), room.h - 0.3, rng.uniform(room.zf * 0.8, room.zb - 0.5)]
+    )
     if rng.random() < 0.6:
         b = ObjectBuilder(scene, np.array([lpos[0], room.h, lpos[2]]), 0.0, cls=LAMP)
         bulb = Material(color=hsv(rng.uniform(0.08, 0.15), rng.uniform(0.0, 0.3), 1.0), grain=0.0, emissive=True)

@@ -60,17 +60,20 @@ class ObjectBuilder:
         r = self.R if rot is None else self.R @ rot
         return self._add(Box(self.point(c), r, np.asarray(half, dtype=np.float64)), material, extra)
 
-    def ellipsoid(
-        self, c: Any, radii: Any, material: Material, rot: np.ndarray | None = None, **extra: Any
-    ) -> int:
+    def ellipsoid(self, c: Any, radii: Any, material: Material, rot: np.ndarray | None = None, **extra: Any) -> int:
         """Add an ellipsoid (a sphere for a scalar radius)."""
         r = self.R if rot is None else self.R @ rot
         return self._add(Ellipsoid(self.point(c), r, radii), material, extra)
 
     def cylinder(
-        self, c: Any, radius: float, half_height: float, material: Material, rot: np.ndarray | None = None,
+        self,
+        c: Any,
+        radius: float,
+        half_height: float,
+        material: Material,
+        rot: np.ndarray | None = None,
         **extra: Any,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Add a capped cylinder whose axis is the object-frame y axis (rotated by ``rot``)."""
         r = self.R if rot is None else self.R @ rot
         return self._add(Cylinder(self.point(c), r, radius, half_height), material, extra)
@@ -79,9 +82,7 @@ class ObjectBuilder:
         """Add a capsule between object-frame points a and b."""
         return self._add(Capsule(self.point(a), self.point(b), radius), material, extra)
 
-    def quad(
-        self, c: Any, rot: np.ndarray, half: tuple[float, float], material: Material, **extra: Any
-    ) -> int:
+    def quad(self, c: Any, rot: np.ndarray, half: tuple[float, float], material: Material, **extra: Any) -> int:
         """Add a one-sided rectangle (local z = normal) centred at ``c``."""
         return self._add(Plane(self.point(c), self.R @ rot, half), material, extra)
 
@@ -104,9 +105,11 @@ def fabric_material(rng: np.random.Generator) -> Material:
     """Upholstery / bedding: any hue, patterns."""
     base = random_color(rng, sat=(0.05, 0.85), val=(0.2, 0.95))
     return random_material(
-        rng, base, {"plain": 2.0, "noise": 2.0, "stripes": 1.0, "checker": 1.0, "blotch": 1.0},
+        rng,
+        base,
+        {"plain": 2.0, "noise": 2.0, "stripes": 1.0, "checker": 1.0, "blotch": 1.0},
         scale=(4.0, 14.0),
-    )  # fmt: skip
+    )
 
 
 def metal_material(rng: np.random.Generator) -> Material:
@@ -142,8 +145,7 @@ def build_table(b: ObjectBuilder, rng: np.random.Generator, w: float, d: float, 
     inset = rng.uniform(0.02, 0.08)
     for sx in (-1, 1):
         for sz in (-1, 1):
-            b.box([sx * (w / 2 - inset - lw), (h - th) / 2, sz * (d / 2 - inset - lw)],
-                  [lw, (h - th) / 2, lw], leg_mat)  # fmt: skip
+            b.box([sx * (w / 2 - inset - lw), (h - th) / 2, sz * (d / 2 - inset - lw)], [lw, (h - th) / 2, lw], leg_mat)
     return Support(b.origin, b.yaw, h, w / 2 - 0.05, d / 2 - 0.05)
 
 
@@ -232,9 +234,13 @@ def build_floor_lamp(b: ObjectBuilder, rng: np.random.Generator) -> None:
     h = rng.uniform(1.3, 1.8)
     b.cylinder([0, 0.015, 0], rng.uniform(0.12, 0.18), 0.015, m)
     b.cylinder([0, h / 2, 0], 0.015, h / 2, m)
-    shade = Material(color=hsv(rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.5), rng.uniform(0.75, 1.0)),
-                     pattern="plain", grain=0.05, seed=int(rng.integers(1 << 30)),
-                     emissive=rng.random() < 0.5)  # fmt: skip
+    shade = Material(
+        color=hsv(rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.5), rng.uniform(0.75, 1.0)),
+        pattern="plain",
+        grain=0.05,
+        seed=int(rng.integers(1 << 30)),
+        emissive=rng.random() < 0.5,
+    )
     r = rng.uniform(0.15, 0.25)
     b.cylinder([0, h + 0.1, 0], r, rng.uniform(0.1, 0.16), shade, shadow=False)
 
@@ -245,8 +251,13 @@ def build_table_lamp(b: ObjectBuilder, rng: np.random.Generator, y0: float) -> N
     h = rng.uniform(0.2, 0.35)
     b.cylinder([0, y0 + 0.01, 0], 0.07, 0.01, m)
     b.cylinder([0, y0 + h / 2, 0], 0.012, h / 2, m)
-    shade = Material(color=hsv(rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.5), rng.uniform(0.8, 1.0)),
-                     pattern="plain", grain=0.05, seed=int(rng.integers(1 << 30)), emissive=True)  # fmt: skip
+    shade = Material(
+        color=hsv(rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.5), rng.uniform(0.8, 1.0)),
+        pattern="plain",
+        grain=0.05,
+        seed=int(rng.integers(1 << 30)),
+        emissive=True,
+    )
     b.cylinder([0, y0 + h + 0.06, 0], rng.uniform(0.08, 0.13), 0.08, shade, shadow=False)
 
 

@@ -50,10 +50,15 @@ def frame_from_axis(axis: np.ndarray, up_hint: np.ndarray | None = None) -> np.n
     hint = np.array([0.0, 0.0, 1.0]) if up_hint is None else np.asarray(up_hint, dtype=np.float64)
     if abs(float(hint @ y)) > 0.95:
         hint = np.array([1.0, 0.0, 0.0]) if abs(y[0]) < 0.9 else np.array([0.0, 0.0, 1.0])
-    x = np.cross(y, hint)
-    x /= np.linalg.norm(x)
-    z = np.cross(x, y)
+    x = _cross(y, hint)
+    x /= np.sqrt(x @ x)
+    z = _cross(x, y)
     return np.stack([x, y, z], axis=1)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of two 3-vectors (faster than ``np.cross`` for single vectors)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
 
 
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
@@ -150,10 +155,10 @@ class Primitive:
         """Outward unit normals (local frame) at local surface points q."""
         raise NotImplementedError
 
-    def normal(self, p: np.ndarray) -> np.ndarray:
-        """Outward unit world normals at world surface points p (N, 3)."""
-        n = self.local_normal(self.local(p)) @ self.rot.T
-        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    def normal(self, p: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
+        """Outward unit world normals at world surface points p (N, 3) (``q``: their local coordinates)."""
+        n = self.local_normal(self.local(p) if q is None else q) @ self.rot.T
+        return n / np.maximum(np.sqrt((n * n).sum(1)), 1e-12)[:, None]
 
 
 class Plane(Primitive):
@@ -200,10 +205,12 @@ class Box(Primitive):
             inv = 1.0 / dl
             t1 = (-self.half - ol) * inv
             t2 = (self.half - ol) * inv
-        tnear = np.fmax(np.fmax(np.fmin(t1[..., 0], t2[..., 0]), np.fmin(t1[..., 1], t2[..., 1])),
-                        np.fmin(t1[..., 2], t2[..., 2]))  # fmt: skip
-        tfar = np.fmin(np.fmin(np.fmax(t1[..., 0], t2[..., 0]), np.fmax(t1[..., 1], t2[..., 1])),
-                       np.fmax(t1[..., 2], t2[..., 2]))  # fmt: skip
+        tnear = np.fmax(
+            np.fmax(np.fmin(t1[..., 0], t2[..., 0]), np.fmin(t1[..., 1], t2[..., 1])), np.fmin(t1[..., 2], t2[..., 2])
+        )
+        tfar = np.fmin(
+            np.fmin(np.fmax(t1[..., 0], t2[..., 0]), np.fmax(t1[..., 1], t2[..., 1])), np.fmax(t1[..., 2], t2[..., 2])
+        )
         ok = (tnear <= tfar) & (tnear > EPS)
         return np.where(ok, tnear, INF)
 
@@ -343,6 +350,7 @@ class Hits:
         normals: world unit normals facing the camera (H*W, 3), zero where index = -1.
         local: local-frame hit coordinates of the hit primitive (H*W, 3).
         dirs: unit world ray directions (H*W, 3).
+        pixels_of: flat pixel indices per hit primitive index.
     """
 
     index: np.ndarray
@@ -351,6 +359,7 @@ class Hits:
     normals: np.ndarray
     local: np.ndarray
     dirs: np.ndarray
+    pixels_of: dict[int, np.ndarray]
 
 
 @dataclass
@@ -413,70 +422,131 @@ class Scene:
         points[hit] = o + flat_t[hit, None] * flat_d[hit]
         normals = np.zeros_like(flat_d)
         local = np.zeros_like(flat_d)
-        for k in np.unique(flat_i[hit]):
-            sel = np.nonzero(flat_i == k)[0]
-            prim = self.prims[int(k)]
-            local[sel] = prim.local(points[sel])
-            normals[sel] = prim.normal(points[sel])
+        order = np.argsort(flat_i, kind="stable")
+        sorted_i = flat_i[order]
+        starts = np.flatnonzero(np.r_[True, sorted_i[1:] != sorted_i[:-1]])
+        ends = np.r_[starts[1:], sorted_i.size]
+        pixels_of: dict[int, np.ndarray] = {}
+        for a, b in zip(starts, ends):
+            k = int(sorted_i[a])
+            if k < 0:
+                continue
+            sel = order[a:b]
+            pixels_of[k] = sel
+            prim = self.prims[k]
+            q = prim.local(points[sel])
+            local[sel] = q
+            normals[sel] = prim.normal(points[sel], q)
         facing = (normals * flat_d).sum(1) > 0
         normals[facing] *= -1.0
         depth = tbuf * zfac
-        return Hits(ibuf, depth, points, normals, local, flat_d)
+        return Hits(ibuf, depth, points, normals, local, flat_d, pixels_of)
 
-    def occluded(
-        self,
-        origins: np.ndarray,
-        dirs: np.ndarray,
-        tmax: np.ndarray | float,
-        casters: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Boolean (N,): whether each ray ``origins + t dirs`` (unit dirs) hits a caster for 0 < t < tmax.
-
-        Args:
-            origins: (N, 3) ray origins (already offset from their surface).
-            dirs: (N, 3) or (3,) unit directions.
-            tmax: maximum distance, scalar or (N,).
-            casters: boolean per primitive (default: every primitive with ``info["shadow"]`` not False).
-        """
-        n = origins.shape[0]
-        blocked = np.zeros(n, dtype=bool)
-        if n == 0:
-            return blocked
-        dirs = np.broadcast_to(dirs, origins.shape)
-        tmax = np.broadcast_to(np.asarray(tmax, dtype=np.float64), (n,))
-        if casters is None:
-            casters = np.array([inf.get("shadow", True) for inf in self.info], dtype=bool)
+    def _caster_groups(self) -> list[tuple[np.ndarray, float, list[int]]]:
+        """Shadow-casting primitives by object group: (group centre, group radius, primitive indices)."""
         groups: dict[int, list[int]] = {}
         for k, g in enumerate(self.group_of):
-            if casters[k] and np.isfinite(self.prims[k].bound_radius):
+            if self.info[k].get("shadow", True) and np.isfinite(self.prims[k].bound_radius):
                 groups.setdefault(g, []).append(k)
+        out = []
         for members in groups.values():
             centers = np.array([self.prims[k].center for k in members])
             radii = np.array([self.prims[k].bound_radius for k in members])
             gc = centers.mean(0)
             gr = float((np.linalg.norm(centers - gc, axis=1) + radii).max())
-            cand = np.nonzero(~blocked)[0]
-            cand = cand[_sphere_candidates(origins[cand], dirs[cand], tmax[cand], gc, gr)]
-            if cand.size == 0:
-                continue
+            out.append((gc, gr, members))
+        return out
+
+    def occluded_directional(self, origins: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Boolean (N,): whether rays from ``origins`` (N, 3) along the unit ``direction`` hit a shadow caster.
+
+        Culling: points and bounding spheres are expressed in a frame (u, v, s) with s along the direction;
+        points are sorted by u so each sphere's candidates are a contiguous slice, then filtered on v and s.
+        """
+        n = origins.shape[0]
+        blocked = np.zeros(n, dtype=bool)
+        if n == 0:
+            return blocked
+        frame = frame_from_axis(direction)
+        e1, e2, ed = frame[:, 0], frame[:, 2], frame[:, 1]
+        pu, pv, ps = origins @ e1, origins @ e2, origins @ ed
+        order = np.argsort(pu, kind="stable")
+        pu_sorted = pu[order]
+        for gc, gr, members in self._caster_groups():
+            cu, cv, cs = float(gc @ e1), float(gc @ e2), float(gc @ ed)
+            lo, hi = np.searchsorted(pu_sorted, (cu - gr, cu + gr))
+            cand = order[lo:hi]
+            cand = cand[(np.abs(pv[cand] - cv) <= gr) & (ps[cand] < cs + gr)]
             for k in members:
-                prim = self.prims[k]
                 sub = cand[~blocked[cand]]
                 if sub.size == 0:
                     break
-                sub = sub[
-                    _sphere_candidates(origins[sub], dirs[sub], tmax[sub], prim.center, prim.bound_radius)
-                ]
+                prim = self.prims[k]
+                c, r = prim.center, prim.bound_radius
+                sub = sub[(np.abs(pu[sub] - c @ e1) <= r) & (np.abs(pv[sub] - c @ e2) <= r) & (ps[sub] < c @ ed + r)]
                 if sub.size == 0:
                     continue
-                t = prim.intersect(origins[sub], dirs[sub])
-                blocked[sub[t < tmax[sub]]] = True
+                t = prim.intersect(origins[sub], np.broadcast_to(direction, (sub.size, 3)))
+                blocked[sub[np.isfinite(t)]] = True
         return blocked
 
+    def occluded_from_point(self, light: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Boolean (N,): whether the segment from the point ``light`` to each target (N, 3) hits a caster.
 
-def _sphere_candidates(o: np.ndarray, d: np.ndarray, tmax: np.ndarray, c: np.ndarray, r: float) -> np.ndarray:
-    """Rays (unit d) that pass within distance r of c somewhere on 0 < t < tmax (boolean mask)."""
-    oc = c - o
-    s = (oc * d).sum(1)
-    dist2 = (oc * oc).sum(1) - s * s
-    return (dist2 <= r * r) & (s > -r) & (s < tmax + r)
+        Rays start at the light (a shared origin) and end at the targets (already offset from their
+        surfaces). Culling: a cone test against each bounding sphere on targets sorted by azimuth.
+        """
+        n = targets.shape[0]
+        blocked = np.zeros(n, dtype=bool)
+        if n == 0:
+            return blocked
+        light = np.asarray(light, dtype=np.float64)
+        vec = targets - light
+        dist = np.sqrt((vec * vec).sum(1))
+        dirs = vec / np.maximum(dist, 1e-12)[:, None]
+        az = np.arctan2(dirs[:, 2], dirs[:, 0])
+        order = np.argsort(az, kind="stable")
+        az_sorted = az[order]
+
+        def cone(c: np.ndarray, r: float, idx: np.ndarray | None) -> np.ndarray:
+            oc = c - light
+            dc = float(np.linalg.norm(oc))
+            if idx is None:
+                if dc <= r:
+                    return np.arange(n)
+                sin_a = r / dc
+                cos_e = float(np.hypot(oc[0], oc[2])) / dc
+                if cos_e <= sin_a + 1e-9:
+                    idx = np.arange(n)
+                else:
+                    half = float(np.arcsin(min(1.0, sin_a / cos_e))) + 1e-6
+                    caz = float(np.arctan2(oc[2], oc[0]))
+                    parts = []
+                    for lo_a, hi_a in (
+                        (caz - half, caz + half),
+                        (caz - half + 2 * np.pi, caz + half + 2 * np.pi),
+                        (caz - half - 2 * np.pi, caz + half - 2 * np.pi),
+                    ):
+                        lo, hi = np.searchsorted(az_sorted, (lo_a, hi_a))
+                        if hi > lo:
+                            parts.append(order[lo:hi])
+                    idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            elif dc <= r:
+                return idx
+            cos_lim = np.sqrt(max(dc * dc - r * r, 0.0))
+            keep = (dirs[idx] @ oc >= cos_lim - 1e-9) & (dist[idx] > dc - r)
+            return idx[keep]
+
+        for gc, gr, members in self._caster_groups():
+            cand = cone(gc, gr, None)
+            for k in members:
+                sub = cand[~blocked[cand]]
+                if sub.size == 0:
+                    break
+                prim = self.prims[k]
+                sub = cone(prim.center, prim.bound_radius, sub)
+                if sub.size == 0:
+                    continue
+                t = prim.intersect(light, dirs[sub])
+                blocked[sub[t < dist[sub]]] = True
+        return blocked

@@ -19,24 +19,23 @@ PATTERNS = ("plain", "noise", "stripes", "checker", "wood", "blotch", "grid")
 _M1 = np.uint32(0x8DA6B343)
 _M2 = np.uint32(0xD8163841)
 _M3 = np.uint32(0xCB1AB31F)
-_MIX1 = np.uint32(0x7FEB352D)
-_MIX2 = np.uint32(0x846CA68B)
+_MIX = np.uint32(0x7FEB352D)
+_TO_UNIT = 1.0 / 4294967296.0
 
 
-def _hash3(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int) -> np.ndarray:
-    """Hash integer lattice coordinates (int64 arrays) to floats in [0, 1)."""
-    h = (
-        ix.astype(np.uint32) * _M1
-        ^ iy.astype(np.uint32) * _M2
-        ^ iz.astype(np.uint32) * _M3
-        ^ np.uint32(seed & 0xFFFFFFFF)
-    )
-    h ^= h >> np.uint32(16)
-    h *= _MIX1
+def _mix(h: np.ndarray) -> np.ndarray:
+    """Scramble uint32 values and map them to floats in [0, 1)."""
+    h = h * _MIX
     h ^= h >> np.uint32(15)
-    h *= _MIX2
-    h ^= h >> np.uint32(16)
-    return (h >> np.uint32(8)).astype(np.float64) * (1.0 / 16777216.0)
+    h *= _MIX
+    h ^= h >> np.uint32(13)
+    return h.astype(np.float64) * _TO_UNIT
+
+
+def cell_noise(p: np.ndarray, seed: int) -> np.ndarray:
+    """Piecewise-constant noise: one random value in [0, 1) per unit lattice cell of points ``p`` (N, 3)."""
+    i = np.floor(p).astype(np.int64).astype(np.uint32)
+    return _mix(i[:, 0] * _M1 ^ i[:, 1] * _M2 ^ i[:, 2] * _M3 ^ np.uint32(seed & 0xFFFFFFFF))
 
 
 def value_noise(p: np.ndarray, seed: int) -> np.ndarray:
@@ -51,31 +50,31 @@ def value_noise(p: np.ndarray, seed: int) -> np.ndarray:
     """
     fl = np.floor(p)
     f = p - fl
-    i = fl.astype(np.int64)
+    i = fl.astype(np.int64).astype(np.uint32)
     w = f * f * (3.0 - 2.0 * f)
-    x0, y0, z0 = i[:, 0], i[:, 1], i[:, 2]
-    x1, y1, z1 = x0 + 1, y0 + 1, z0 + 1
+    sd = np.uint32(seed & 0xFFFFFFFF)
+    ax0 = i[:, 0] * _M1 ^ sd
+    ax1 = (i[:, 0] + np.uint32(1)) * _M1 ^ sd
+    by0 = i[:, 1] * _M2
+    by1 = (i[:, 1] + np.uint32(1)) * _M2
+    cz0 = i[:, 2] * _M3
+    cz1 = (i[:, 2] + np.uint32(1)) * _M3
     wx, wy, wz = w[:, 0], w[:, 1], w[:, 2]
-    c000 = _hash3(x0, y0, z0, seed)
-    c100 = _hash3(x1, y0, z0, seed)
-    c010 = _hash3(x0, y1, z0, seed)
-    c110 = _hash3(x1, y1, z0, seed)
-    c001 = _hash3(x0, y0, z1, seed)
-    c101 = _hash3(x1, y0, z1, seed)
-    c011 = _hash3(x0, y1, z1, seed)
-    c111 = _hash3(x1, y1, z1, seed)
-    a0 = c000 + wx * (c100 - c000)
-    a1 = c010 + wx * (c110 - c010)
-    a2 = c001 + wx * (c101 - c001)
-    a3 = c011 + wx * (c111 - c011)
-    b0 = a0 + wy * (a1 - a0)
-    b1 = a2 + wy * (a3 - a2)
-    return b0 + wz * (b1 - b0)
+    out = None
+    for cz, fz in ((cz0, 1.0 - wz), (cz1, wz)):
+        y0 = by0 ^ cz
+        y1 = by1 ^ cz
+        a0 = _mix(ax0 ^ y0)
+        a0 += wx * (_mix(ax1 ^ y0) - a0)
+        a1 = _mix(ax0 ^ y1)
+        a1 += wx * (_mix(ax1 ^ y1) - a1)
+        a0 += wy * (a1 - a0)
+        out = a0 * fz if out is None else out + a0 * fz
+    assert out is not None
+    return out
 
 
-def fbm(
-    p: np.ndarray, seed: int, octaves: int = 3, lacunarity: float = 2.03, gain: float = 0.5
-) -> np.ndarray:
+def fbm(p: np.ndarray, seed: int, octaves: int = 3, lacunarity: float = 2.03, gain: float = 0.5) -> np.ndarray:
     """Fractal sum of :func:`value_noise` octaves, normalised to [0, 1).
 
     Args:
@@ -165,7 +164,7 @@ class Material:
             raise ValueError(f"unknown pattern {pat!r}; expected one of {PATTERNS}")
         col = self.color[None, :] * (1.0 - m[:, None]) + self.color2[None, :] * m[:, None]
         if self.grain > 0:
-            g = value_noise(p * 37.0 + 3.1, self.seed + 7)
+            g = cell_noise(p * 40.0, self.seed + 7)
             col = col * (1.0 + self.grain * (g[:, None] - 0.5) * 2.0)
         return col
 
