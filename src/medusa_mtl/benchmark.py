@@ -184,9 +184,12 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         batch_size=int(loader["batch_size"]), num_workers=int(loader["num_workers"]),
         val_fraction=float(loader["val_fraction"]), seed=seed,
     )
+    from .training import EpochSummary
+
     trainer = make_trainer(
         max_epochs=epochs, default_root_dir=str(run_dir), enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=5, deterministic=False,
+        callbacks=None if progress else [EpochSummary(f"    {run.key}:")],
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.time()
@@ -364,6 +367,8 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the profile's seed")
     parser.add_argument("--no-progress", action="store_true", help="no per-batch progress bars")
     parser.add_argument("--skip-resources", action="store_true", help="do not run the resource report")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="runs trained at once, one torch thread each (default: 2 on a multi-core CPU, 1 on GPU)")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -396,15 +401,28 @@ def run_benchmark(args: argparse.Namespace) -> int:
     for ds, root in roots.items():
         ensure_dataset(root, ds, profile["data"][ds], seed, log)
     runs = plan_runs(methods)
+    jobs = args.jobs if args.jobs is not None else _default_jobs()
+    log(f"{len(runs)} runs, {jobs} at a time" + (" (one torch thread each)" if jobs > 1 else ""))
     results: dict[str, dict[str, Any]] = {}
-    for i, run in enumerate(runs, 1):
-        log(f"[{i}/{len(runs)}] {run.key}: {run.label}{' (N+E)' if run.ne else ''} on {run.dataset} "
-            f"tasks={','.join(run.tasks)}" + (f" from {run.source}" if run.source else ""))
-        rec = execute_run(run, profile, roots, out, results, log, progress=not args.no_progress)
+    done = 0
+
+    def finished(run: Run, rec: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
         results[run.key] = rec
         summary = ", ".join(f"{t} {k}={v:.4g}" for t, r in _scalars(rec["test"]).items()
                             for k, v in r.items() if k in ("mIoU", "rmse"))
-        log(f"    {summary} (train {rec['train_time_s']:.0f} s)")
+        log(f"[{done}/{len(runs)}] {run.key} done: {summary} (train {rec['train_time_s']:.0f} s)")
+
+    # UFL runs need their source checkpoints: train every source (and the PASCAL references) first.
+    phases = [sorted((r for r in runs if r.group != "ufl"), key=_cost_rank), [r for r in runs if r.group == "ufl"]]
+    for phase in phases:
+        if jobs <= 1:
+            for run in phase:
+                log(f"start {run.key}: {_describe(run)}")
+                finished(run, execute_run(run, profile, roots, out, results, log, progress=not args.no_progress))
+        else:
+            _run_parallel(phase, jobs, profile, roots, out, results, log, finished)
     tables = build_tables(results, runs)
     extras: dict[str, Any] = {}
     if not args.skip_resources:
@@ -423,6 +441,50 @@ def run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(run: Run) -> str:
+    return (f"{run.label}{' (N+E)' if run.ne else ''} on {run.dataset}, tasks={','.join(run.tasks)}"
+            + (f", backbone from {run.source}" if run.source else ""))
+
+
+def _cost_rank(run: Run) -> tuple[int, int]:
+    # Longest first, so two parallel jobs finish close together (PAD-Net's stride-4 distillation is the
+    # most expensive; N+E variants train four heads).
+    order = ["padnet", "single_task", "mtan", "mtinet", "medusa", "mt_baseline"]
+    return (0 if run.ne else 1, order.index(run.model) if run.model in order else len(order))
+
+
+def _default_jobs() -> int:
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def _worker(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: Path,
+            results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Body of a parallel job (a separate process): one torch thread, no progress bar."""
+    import torch
+
+    torch.set_num_threads(1)
+    _quiet_lightning()
+    print(f"    start {run.key}: {_describe(run)}", flush=True)
+    return execute_run(run, profile, roots, out, results, lambda m: print(f"    {m}", flush=True), progress=False)
+
+
+def _run_parallel(phase: list[Run], jobs: int, profile: dict[str, Any], roots: dict[str, Path], out: Path,
+                  results: dict[str, dict[str, Any]], log: Any, finished: Any) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_worker, run, profile, roots, out, dict(results)): run for run in phase}
+        for fut in as_completed(futures):
+            finished(futures[fut], fut.result())
+
+
 def _quiet_lightning() -> None:
     """Keep the benchmark's output to its own progress lines and tables (Lightning's tips and notices off)."""
     import logging
@@ -433,7 +495,8 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*exists and is not empty.*", ".*LeafSpec.*", ".*does not have many workers.*",
-                    ".*smaller than the logging interval.*", ".*GPU available but not used.*"):
+                    ".*smaller than the logging interval.*", ".*GPU available but not used.*",
+                    ".*module(s) in eval mode.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 

@@ -33,7 +33,15 @@ from .errors import ConfigError, NonFiniteLossError
 from .metrics import StreamingMetric
 from .models import create_model
 from .models.base import DEEP_SUPERVISION
-from .reproducibility import EpochReseed, EpochShuffleSampler, SeededSamples, eval_sampler, global_seed, world_and_rank
+from .reproducibility import (
+    EpochReseed,
+    EpochShuffleSampler,
+    HistoryCSVLogger,
+    SeededSamples,
+    eval_sampler,
+    global_seed,
+    world_and_rank,
+)
 from .tasks import get_task, parse_tasks
 
 
@@ -450,7 +458,7 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     :class:`~medusa_mtl.reproducibility.EpochReseed` (a resumed epoch draws the same random numbers).
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.plugins.io import CheckpointIO
 
     from .checkpoints import AtomicCheckpointIO
@@ -463,7 +471,8 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     config["plugins"] = plugins
     root = config.get("default_root_dir") or "runs"
     if config.get("logger") in (None, True):
-        config["logger"] = [TensorBoardLogger(root, name="", version=""), CSVLogger(root, name="", version="")]
+        # the CSV logger keeps the metrics.csv of an interrupted run (renamed metrics.1.csv, ...) on resume
+        config["logger"] = [TensorBoardLogger(root, name="", version=""), HistoryCSVLogger(root, name="", version="")]
     callbacks = config.get("callbacks") or []
     callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
     if config.get("enable_checkpointing", True) is not False and not any(
@@ -480,3 +489,24 @@ def make_trainer(**kwargs: Any) -> L.Trainer:
     """A ``lightning.Trainer`` with the project's defaults (see :func:`complete_trainer_config`)."""
     kwargs.setdefault("accelerator", "cpu" if not torch.cuda.is_available() else "auto")
     return L.Trainer(**complete_trainer_config(kwargs))
+
+
+class EpochSummary(L.Callback):
+    """Prints one line per epoch (losses, main metrics, time): progress for runs without a progress bar."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self._t0 = time.time()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.time()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        parts = [f"{k}={float(v):.4g}" for k, v in m.items()
+                 if k in ("train/loss", "val/loss") or (k.startswith("val/") and k.count("/") == 2
+                                                        and k.rsplit("/", 1)[1] in ("mIoU", "rmse", "mean", "odsF"))]
+        print(f"{self.prefix} epoch {trainer.current_epoch + 1}/{trainer.max_epochs} {' '.join(parts)} "
+              f"({time.time() - self._t0:.0f} s)", flush=True)

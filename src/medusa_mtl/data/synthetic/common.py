@@ -54,39 +54,40 @@ def shade(
     idx = hits.index.reshape(-1)
     n_pix = idx.shape[0]
     albedo = np.zeros((n_pix, 3))
-    emissive = np.zeros(n_pix, dtype=bool)
+    emissive: list[np.ndarray] = []
     for k, sel in hits.pixels_of.items():
         mat = scene.info[k]["material"]
         albedo[sel] = mat.albedo(hits.local[sel])
         if mat.emissive:
-            emissive[sel] = True
-    lit = (idx >= 0) & ~emissive
-    pts = hits.points[lit]
-    nrm = hits.normals[lit]
+            emissive.append(sel)
+    pts = hits.points
+    nrm = hits.normals  # zero where nothing was hit, so lam = 0 there
     if light.position is not None:
         to_l = light.position - pts
-        dist = np.linalg.norm(to_l, axis=1)
-        ldir = to_l / np.maximum(dist, 1e-9)[:, None]
-        atten = 1.0 / (1.0 + light.falloff * dist * dist)
+        dist = np.sqrt((to_l * to_l).sum(1))
+        lam = (nrm * to_l).sum(1) / np.maximum(dist, 1e-9)
+        np.clip(lam, 0.0, None, out=lam)
+        lam *= 1.0 / (1.0 + light.falloff * dist * dist)
     else:
         assert light.direction is not None
-        ldir = np.broadcast_to(light.direction, pts.shape)
-        atten = np.ones(pts.shape[0])
-    lam = np.clip((nrm * ldir).sum(1), 0.0, None) * atten
+        lam = np.clip(nrm @ light.direction, 0.0, None)
+    for sel in emissive:
+        lam[sel] = 0.0
     if shadows:
-        front = np.nonzero(lam > 0)[0]
+        front = np.flatnonzero(lam > 0)
         origins = pts[front] + SHADOW_OFFSET * nrm[front]
         if light.position is not None:
             blocked = scene.occluded_from_point(light.position, origins)
         else:
             blocked = scene.occluded_directional(origins, light.direction)
         lam[front[blocked]] = 0.0
-    radiance = np.zeros((n_pix, 3))
-    radiance[lit] = albedo[lit] * (ambient[None, :] + lam[:, None] * light.color[None, :])
-    radiance[emissive] = albedo[emissive]
-    miss = idx < 0
-    if miss.any() and background is not None:
-        radiance[miss] = background(hits.dirs[miss])
+    radiance = albedo * (ambient[None, :] + lam[:, None] * light.color[None, :])
+    for sel in emissive:
+        radiance[sel] = albedo[sel]
+    if background is not None:
+        miss = np.flatnonzero(idx < 0)
+        if miss.size:
+            radiance[miss] = background(hits.dirs[miss])
     return radiance
 
 

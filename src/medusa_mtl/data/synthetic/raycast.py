@@ -141,7 +141,11 @@ class Primitive:
     bound_radius: float
 
     def _local_rays(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (o - self.center) @ self.rot, d @ self.rot
+        """Rays in the local frame, component-major: origins (3,) (shared) or (3, n), directions (3, n)."""
+        rt = self.rot.T
+        dl = np.dot(rt, d.T)
+        ol = rt @ (o - self.center) if o.ndim == 1 else np.dot(rt, (o - self.center).T)
+        return ol, dl
 
     def local(self, p: np.ndarray) -> np.ndarray:
         """Local-frame coordinates of world points (N, 3)."""
@@ -176,11 +180,11 @@ class Plane(Primitive):
     def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
         ol, dl = self._local_rays(o, d)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = -ol[..., 2] / dl[..., 2]
-        ok = (dl[..., 2] < -1e-9) & (t > EPS)
+            t = -ol[2] / dl[2]
+        ok = (dl[2] < -1e-9) & (t > EPS)
         if np.isfinite(self.half[0]) or np.isfinite(self.half[1]):
-            x = ol[..., 0] + t * dl[..., 0]
-            y = ol[..., 1] + t * dl[..., 1]
+            x = ol[0] + t * dl[0]
+            y = ol[1] + t * dl[1]
             ok &= (np.abs(x) <= self.half[0]) & (np.abs(y) <= self.half[1])
         return np.where(ok, t, INF)
 
@@ -201,16 +205,21 @@ class Box(Primitive):
 
     def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
         ol, dl = self._local_rays(o, d)
+        h = self.half
+        tnear = tfar = None
         with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / dl
-            t1 = (-self.half - ol) * inv
-            t2 = (self.half - ol) * inv
-        tnear = np.fmax(
-            np.fmax(np.fmin(t1[..., 0], t2[..., 0]), np.fmin(t1[..., 1], t2[..., 1])), np.fmin(t1[..., 2], t2[..., 2])
-        )
-        tfar = np.fmin(
-            np.fmin(np.fmax(t1[..., 0], t2[..., 0]), np.fmax(t1[..., 1], t2[..., 1])), np.fmax(t1[..., 2], t2[..., 2])
-        )
+            for a in range(3):  # slabs
+                inv = 1.0 / dl[a]
+                t1 = (-h[a] - ol[a]) * inv
+                t2 = (h[a] - ol[a]) * inv
+                lo = np.fmin(t1, t2)
+                hi = np.fmax(t1, t2)
+                if tnear is None or tfar is None:
+                    tnear, tfar = lo, hi
+                else:
+                    np.fmax(tnear, lo, out=tnear)
+                    np.fmin(tfar, hi, out=tfar)
+        assert tnear is not None and tfar is not None
         ok = (tnear <= tfar) & (tnear > EPS)
         return np.where(ok, tnear, INF)
 
@@ -235,11 +244,12 @@ class Ellipsoid(Primitive):
 
     def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
         ol, dl = self._local_rays(o, d)
-        ol = ol / self.radii
-        dl = dl / self.radii
-        a = (dl * dl).sum(-1)
-        b = (ol * dl).sum(-1)
-        c = (ol * ol).sum(-1) - 1.0
+        r0, r1, r2 = self.radii
+        ox, oy, oz = ol[0] / r0, ol[1] / r1, ol[2] / r2
+        dx, dy, dz = dl[0] / r0, dl[1] / r1, dl[2] / r2
+        a = dx * dx + dy * dy + dz * dz
+        b = ox * dx + oy * dy + oz * dz
+        c = ox * ox + oy * oy + oz * oz - 1.0
         disc = b * b - a * c
         with np.errstate(invalid="ignore"):
             t = (-b - np.sqrt(disc)) / a
@@ -262,8 +272,8 @@ class Cylinder(Primitive):
 
     def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
         ol, dl = self._local_rays(o, d)
-        ox, oy, oz = ol[..., 0], ol[..., 1], ol[..., 2]
-        dx, dy, dz = dl[..., 0], dl[..., 1], dl[..., 2]
+        ox, oy, oz = ol[0], ol[1], ol[2]
+        dx, dy, dz = dl[0], dl[1], dl[2]
         a = dx * dx + dz * dz
         b = ox * dx + oz * dz
         c = ox * ox + oz * oz - self.radius**2
@@ -307,8 +317,8 @@ class Capsule(Primitive):
 
     def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
         ol, dl = self._local_rays(o, d)
-        ox, oy, oz = ol[..., 0], ol[..., 1], ol[..., 2]
-        dx, dy, dz = dl[..., 0], dl[..., 1], dl[..., 2]
+        ox, oy, oz = ol[0], ol[1], ol[2]
+        dx, dy, dz = dl[0], dl[1], dl[2]
         r2 = self.radius**2
         a = dx * dx + dz * dz
         b = ox * dx + oz * dz
