@@ -236,6 +236,16 @@ def _fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
+def _safe_delta_m(record: dict[str, Any] | None, reference: dict[str, Any] | None, tasks: list[str]) -> float | None:
+    """Δm, or None where it is undefined (a missing run, or a single-task reference of 0 after a tiny run)."""
+    if record is None or reference is None:
+        return None
+    try:
+        return delta_m(record["test"], reference, tasks)
+    except (ValueError, KeyError):
+        return None
+
+
 def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[str, Any]:
     """The MTL and UFL tables (rows of numbers; Δm computed against the ST runs)."""
     st_nyud = results.get("nyud/single_task")
@@ -247,7 +257,7 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
         if run.group != "mtl" or run.key not in results:
             continue
         rec = results[run.key]
-        dm = delta_m(rec["test"], ref_nyud, NYUD_MAIN) if ref_nyud else None
+        dm = _safe_delta_m(rec, ref_nyud, NYUD_MAIN)
         mtl_rows.append({"key": run.key, "model": run.label, "head": run.head, "ne": run.ne,
                          "semseg_miou": _metric(rec, "semseg"), "depth_rmse": _metric(rec, "depth"),
                          "delta_m": dm, "params_m": rec["params"] / 1e6, "train_time_s": rec["train_time_s"]})
@@ -264,9 +274,9 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
         ufl_rows.append({
             "key": run.key, "model": run.label, "source": run.source,
             "nyud_semseg": _metric(src, "semseg"), "nyud_depth": _metric(src, "depth"),
-            "nyud_delta_m": delta_m(src["test"], ref_nyud, NYUD_MAIN) if (src and ref_nyud) else None,
+            "nyud_delta_m": _safe_delta_m(src, ref_nyud, NYUD_MAIN),
             "pascal_parts": _metric(rec, "human_parts"), "pascal_sal": _metric(rec, "sal"),
-            "pascal_delta_m": delta_m(rec["test"], ref_pascal, UFL_TASKS) if ref_pascal else None,
+            "pascal_delta_m": _safe_delta_m(rec, ref_pascal, UFL_TASKS),
             "trainable_params_m": rec["trainable_params"] / 1e6,
         })
     return {"mtl": mtl_rows, "ufl": ufl_rows}
