@@ -501,8 +501,9 @@ class EpochSummary(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.time()
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Runs after the epoch's validation, so the validation numbers printed are this epoch's.
+        if not trainer.is_global_zero:
             return
         m = trainer.callback_metrics
         parts = [f"{k}={float(v):.4g}" for k, v in m.items()
