@@ -1,0 +1,285 @@
+"""Bad input gives one clear error naming the file or option and what was expected (issue 5, item 2).
+
+Every case runs the real command line in-process (``medusa fit`` on a tiny dataset with one defect, or a bad
+option) and checks that the user sees exactly one ``medusa fit: error: ...`` line (no traceback) naming the file
+or option, and that nothing that a later run could mistake for a result (a checkpoint, validation metrics) is
+left in the output folder. ``medusa data check`` must list every problem of a broken folder at once, and a
+NaN loss stops training with a clear message while keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medusa_mtl.checkpoints import load_checkpoint
+from medusa_mtl.cli import main
+from medusa_mtl.data import formats
+from medusa_mtl.errors import NonFiniteLossError
+
+NYUD_IDS = [f"n{i}" for i in range(6)]
+
+
+@pytest.fixture
+def good_nyud(tmp_path: Path, nyud_arrays: Callable[..., dict[str, Any]]) -> Path:
+    """6 samples of 32 x 32: train n0..n4 (one is held out for validation, 4 train = 2 batches of 2), val n5."""
+    root = tmp_path / "good" / "NYUD_MT"
+    for i, sample_id in enumerate(NYUD_IDS):
+        formats.write_nyud_sample(root, sample_id, **nyud_arrays(i, 32, 32))
+    formats.write_nyud_splits(root, NYUD_IDS[:5], NYUD_IDS[5:])
+    return root
+
+
+@pytest.fixture
+def good_pascal(tmp_path: Path, pascal_arrays: Callable[..., dict[str, Any]]) -> Path:
+    root = tmp_path / "good" / "PASCAL_MT"
+    ids = [f"p{i}" for i in range(6)]
+    for i, sample_id in enumerate(ids):
+        formats.write_pascal_sample(root, sample_id, **pascal_arrays(i, 32, 32))
+    formats.write_pascal_splits(root, ids[:5], ids[5:])
+    return root
+
+
+def fit_args(root: Path, out: Path, *extra: str, dataset: str = "nyud") -> list[str]:
+    """``medusa fit`` arguments for a one-epoch run that reads every train and held-out image."""
+    tasks = "[semseg,depth]" if dataset == "nyud" else "[semseg,human_parts]"
+    return [
+        "fit", "--data.dataset", dataset, "--model.dataset", dataset, "--data.root", str(root),
+        "--data.size", "[32,32]", "--data.batch_size", "2", "--data.num_workers", "0", "--data.val_fraction",
+        "0.2", "--model.arch", "mt_baseline", "--model.backbone", "test_efficientnet", "--model.tasks", tasks,
+        "--model.edge_thresholds", "5", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run ``medusa`` in-process; (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse of the non-Lightning commands
+            rc = int(e.code or 0)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def assert_one_clear_error(rc: int, stderr: str, command: str, *expected: str) -> str:
+    """Exit code 2, no traceback, exactly one ``medusa <command>: error:`` line containing ``expected``."""
+    assert rc == 2, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith(f"medusa {command}: error:")]
+    assert len(lines) == 1, stderr[-3000:]
+    for fragment in expected:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def assert_no_result(out: Path) -> None:
+    """Nothing a later run could take for a result: no checkpoint, no JSON report, no validation metrics."""
+    if not out.exists():
+        return
+    leftovers = [p for p in out.rglob("*") if p.suffix in (".ckpt", ".json") or p.name.endswith(".tmp")]
+    assert not leftovers, leftovers
+    for metrics in out.rglob("metrics.csv"):
+        rows = list(csv.DictReader(metrics.open()))
+        assert not any(v for r in rows for k, v in r.items() if k.startswith(("val/", "test/"))), rows
+
+
+# -- defects: (name, dataset, mutate(root), fit extra args, fragments expected in the error) ----------------
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _save_png(path: Path, arr: np.ndarray) -> None:
+    Image.fromarray(arr.astype(np.uint8)).save(path)
+
+
+def _depth_with(value: float) -> Callable[[Path], None]:
+    def mutate(root: Path) -> None:
+        d = np.load(root / "depth/n1.npy")
+        d[3, 4] = value
+        np.save(root / "depth/n1.npy", d)
+
+    return mutate
+
+
+def _seg_57(root: Path) -> None:
+    seg = np.array(Image.open(root / "segmentation/n1.png"))
+    seg[5, 5] = 57
+    _save_png(root / "segmentation/n1.png", seg)
+
+
+def _write_bytes(rel: str, data: bytes) -> Callable[[Path], None]:
+    return lambda root: (root / rel).write_bytes(data)
+
+
+DATA_CASES: list[tuple[str, str, Callable[[Path], None], tuple[str, ...], tuple[str, ...]]] = [
+    ("corrupt image", "nyud", _write_bytes("images/n1.jpg", b"this is not a jpeg" * 20), (),
+     ("images/n1.jpg", "unreadable or truncated image")),
+    ("truncated image", "nyud", lambda r: _truncate(r / "images/n1.jpg"), (),
+     ("images/n1.jpg", "unreadable or truncated image")),
+    ("truncated .npy", "nyud", lambda r: _truncate(r / "depth/n1.npy"), (),
+     ("depth/n1.npy", "unreadable or truncated .npy")),
+    ("truncated .npy read by a DataLoader worker", "nyud", lambda r: _truncate(r / "depth/n1.npy"),
+     ("--data.num_workers", "1"), ("depth/n1.npy", "unreadable or truncated .npy")),
+    ("truncated .png label", "nyud", lambda r: _truncate(r / "segmentation/n1.png"), (),
+     ("segmentation/n1.png", "unreadable or truncated PNG")),
+    ("truncated .mat label", "pascal", lambda r: _truncate(r / "human_parts/p1.mat"), (),
+     ("human_parts/p1.mat", "unreadable or truncated .mat")),
+    ("label of the wrong shape", "nyud", lambda r: np.save(r / "depth/n1.npy", np.ones((10, 90), np.float32)), (),
+     ("depth/n1.npy", "does not match the image size 32x32")),
+    ("label of the wrong rank", "nyud", lambda r: np.save(r / "depth/n1.npy", np.ones((32, 32, 2), np.float32)), (),
+     ("depth/n1.npy", "expected depth of shape H x W")),
+    ("segmentation value 57", "nyud", _seg_57, (), ("segmentation/n1.png", "[57] out of range; expected 0..40")),
+    ("NaN depth", "nyud", _depth_with(float("nan")), (), ("depth/n1.npy", "NaN/inf")),
+    ("inf depth", "nyud", _depth_with(float("inf")), (), ("depth/n1.npy", "NaN/inf")),
+    ("missing label file", "nyud", lambda r: (r / "depth/n1.npy").unlink(), (), ("depth/n1.npy", "missing file")),
+    ("missing split file", "nyud", lambda r: (r / "gt_sets/val.txt").unlink(), (),
+     ("gt_sets/val.txt", "missing split file")),
+    ("missing dataset folder", "nyud", lambda r: shutil.rmtree(r), (), ("dataset folder not found", "NYUD_MT")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,dataset,mutate,extra,expected", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_bad_dataset_file_gives_one_clear_error(
+    name: str,
+    dataset: str,
+    mutate: Callable[[Path], None],
+    extra: tuple[str, ...],
+    expected: tuple[str, ...],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    root = request.getfixturevalue("good_nyud" if dataset == "nyud" else "good_pascal")
+    mutate(root)
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(root, out, *extra, dataset=dataset))
+    line = assert_one_clear_error(rc, err, "fit", *expected)
+    if "missing" not in name:
+        assert str(root) in line  # the full path of the file
+    assert_no_result(out)
+
+
+OPTION_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("unknown model", ("--model.arch", "nope"), ("unknown model 'nope'", "medusa")),
+    ("unknown task", ("--model.tasks", "[semseg,banana]"), ("unknown task 'banana'", "semseg")),
+    ("unknown dataset", ("--data.dataset", "cityscapes"), ("unknown dataset 'cityscapes'", "nyud")),
+    ("size not a multiple of 32", ("--data.size", "[60,64]"), ("--data.size", "multiples of 32", "60x64")),
+    ("option that does not exist", ("--model.dropout", "0.1"), ("unrecognized arguments: --model.dropout",)),
+    ("misspelt option (no abbreviation guessing)", ("--trainer.max_epoch", "3"),
+     ("unrecognized arguments: --trainer.max_epoch",)),
+    ("value of the wrong type", ("--model.lr", "fast"), ('"model.lr"', "float", "fast")),
+    ("missing checkpoint", ("--ckpt_path", "nowhere/last.ckpt"), ("nowhere/last.ckpt",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,extra,expected", OPTION_CASES, ids=[c[0] for c in OPTION_CASES])
+def test_bad_option_gives_one_clear_error(
+    name: str, extra: tuple[str, ...], expected: tuple[str, ...], good_nyud: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(good_nyud, out, *extra))
+    assert_one_clear_error(rc, err, "fit", *expected)
+    assert_no_result(out)
+
+
+def test_config_file_key_that_does_not_exist(good_nyud: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("trainer:\n  max_epoch: 3\n")
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(good_nyud, out, "--config", str(cfg)))
+    assert_one_clear_error(rc, err, "fit", "trainer.max_epoch")
+    assert not out.exists()
+
+
+def test_data_check_bad_task_and_missing_folder(tmp_path: Path) -> None:
+    rc, _, err = run_cli(["data", "check", "--dataset", "nyud", "--root", str(tmp_path), "--tasks", "banana"])
+    assert_one_clear_error(rc, err, "data check", "unknown task(s) ['banana']", "semseg")
+
+
+def test_data_check_lists_every_problem_at_once(good_nyud: Path, tmp_path: Path) -> None:
+    """One folder with many different defects: ``medusa data check`` reports each, naming its file."""
+    root = good_nyud
+    (root / "images/n0.jpg").write_bytes(b"garbage")  # corrupt image
+    _truncate(root / "depth/n1.npy")  # truncated .npy
+    _seg_57(root)  # n1: label out of range
+    _truncate(root / "segmentation/n2.png")  # truncated .png
+    d = np.load(root / "depth/n3.npy")
+    d[0, 1] = np.nan
+    np.save(root / "depth/n3.npy", d)  # NaN depth
+    np.save(root / "normals/n4.npy", np.ones((7, 50, 3), np.float32))  # wrong shape
+    (root / "edge/n5.npy").unlink()  # missing file
+    rc, out, err = run_cli(["data", "check", "--dataset", "nyud", "--root", str(root)])
+    assert rc == 1 and "Traceback" not in err
+    expected = {
+        "images/n0.jpg": "unreadable or truncated image",
+        "depth/n1.npy": "unreadable or truncated .npy",
+        "segmentation/n1.png": "[57] out of range",
+        "segmentation/n2.png": "unreadable or truncated PNG",
+        "depth/n3.npy": "NaN/inf",
+        "normals/n4.npy": "does not match the image size",
+        "edge/n5.npy": "missing file",
+    }
+    problems = [line for line in out.splitlines() if line.startswith("  - ")]
+    for path, what in expected.items():
+        assert any(path in p and what in p for p in problems), (path, what, out)
+    assert f"{len(problems)} problem(s)" in out
+    # removing the split file is reported too, and the other split is still checked
+    (root / "gt_sets/train.txt").unlink()
+    rc, out, _ = run_cli(["data", "check", "--dataset", "nyud", "--root", str(root)])
+    assert rc == 1 and "gt_sets/train.txt" in out and "missing split file" in out and "edge/n5.npy" in out
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(
+    good_nyud: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The depth loss turns NaN at the 2nd step of epoch 2: the run stops with NonFiniteLossError's message and
+    ``last.ckpt`` / ``best.ckpt`` stay those of epoch 1 (finite, loadable)."""
+    from medusa_mtl.tasks import Task
+
+    original = Task.loss
+    calls = {"train": 0}
+
+    def loss(self: Task, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        value = original(self, raw, target)
+        if self.name == "depth" and torch.is_grad_enabled():
+            calls["train"] += 1
+            if calls["train"] == 2 + 2:  # epoch 1 has 2 steps (4 train images, batch 2): 2nd step of epoch 2
+                return value * float("nan")
+        return value
+
+    monkeypatch.setattr(Task, "loss", loss)
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(good_nyud, out, "--trainer.max_epochs", "3"))
+    line = assert_one_clear_error(rc, err, "fit", "training loss became nan", "epoch 1", "last good checkpoint")
+    assert "depth" in line
+    for name in ("last.ckpt", "best.ckpt"):
+        ckpt = load_checkpoint(out / "checkpoints" / name)
+        assert ckpt["epoch"] == 0 and ckpt["global_step"] == 2
+        assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert not list((out / "checkpoints").glob("*.tmp"))
+
+
+def test_non_finite_weights_are_never_checkpointed() -> None:
+    from medusa_mtl.training import MultiTaskModule
+
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg", backbone="test_efficientnet")
+    state = module.state_dict()
+    module.on_save_checkpoint({"state_dict": state})  # finite: fine
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].clone().fill_(float("inf"))
+    with pytest.raises(NonFiniteLossError, match=r"NaN/inf.*no checkpoint was written"):
+        module.on_save_checkpoint({"state_dict": state})
