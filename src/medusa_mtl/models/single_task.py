@@ -42,7 +42,7 @@ class SingleTask(MultiTaskModel):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
-        for t, net in self.nets.items():
+        for _t, net in self.nets.items():
             out.update(net(x))
         return out
 
