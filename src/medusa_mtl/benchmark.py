@@ -478,10 +478,27 @@ def _worker(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: Path
     """Body of a parallel job (a separate process): one torch thread, no progress bar."""
     import torch
 
+    _exit_with_parent()
     torch.set_num_threads(1)
     _quiet_lightning()
     print(f"    start {run.key}: {_describe(run)}", flush=True)
     return execute_run(run, profile, roots, out, results, lambda m: print(f"    {m}", flush=True), progress=False)
+
+
+def _exit_with_parent() -> None:
+    """A job whose benchmark process was killed stops too, instead of training on as an orphan."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _run_parallel(phase: list[Run], jobs: int, profile: dict[str, Any], roots: dict[str, Path], out: Path,
