@@ -523,7 +523,7 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*exists and is not empty.*", ".*LeafSpec.*", ".*does not have many workers.*",
                     ".*smaller than the logging interval.*", ".*GPU available but not used.*",
-                    ".*module(s) in eval mode.*"):
+                    r".*module\(s\) in eval mode.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
