@@ -13,6 +13,19 @@ Per task t, independent of every other task (one :class:`MedusaHead` each):
 The final logits are upsampled to the input size. Eval mode runs the main tasks' heads only and no
 initial-prediction layer. Parameters and FLOPs grow linearly with the number of tasks.
 
+Fast evaluation (same outputs up to float rounding, same parameters and state-dict keys; ``fused = False`` on
+:class:`Medusa`, :class:`MSAHead` or :class:`~medusa_mtl.models.blocks.HRHead` selects the literal
+computation, which the tests compare against):
+
+- the SFA SABlocks of all running heads read the same backbone map, so at each scale their ``2 T`` 3x3 convs
+  run as one convolution with the weights concatenated at run time (``Medusa.forward``);
+- the MSA logits ``Conv3x3(up(f_s))`` are computed without upsampling ``f_s``: a 3x3 conv on an upsampled
+  map equals the sum of its 9 taps, and each tap's channel reduction commutes with the per-channel
+  upsampling, so ``Conv1x1 C_s -> 9`` runs at scale ``s``, the 9 maps are upsampled, and a fixed one-hot
+  3x3 kernel sums the shifted taps (zero padding agrees too: a tap outside the map is 0 both ways);
+- the fusion Conv1x1 over the concatenation is evaluated per scale at the scale's own resolution where that
+  is cheaper (:func:`~medusa_mtl.models.blocks.multiscale_conv1x1`).
+
 Example:
     >>> from medusa_mtl.models import create_model
     >>> m = create_model("medusa", tasks=["semseg", "depth"],
@@ -28,6 +41,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .base import DEEP_SUPERVISION, IndependentHeadsModel
 from .blocks import BasicBlock, HRHead, SABlock, upsample_to
@@ -43,7 +57,13 @@ class MSAHead(nn.Module):
     per scale and pixel; the softmax across scales weights the upsampled features, which are concatenated
     (``sum C_s`` channels) and fed to ``Conv1x1 -> BN -> ReLU -> Conv1x1 -> out`` (the HRHead layers, so
     ``"msa"`` differs from ``"hrhead"`` only by the attention convs: ``9 * sum C_s + n_scales`` parameters).
+
+    With ``fused`` (default) the logits come from :meth:`attention_logits` and the fusion from the fused
+    :class:`HRHead` (see the module docstring); ``fused = False`` runs the literal computation.
     """
+
+    #: Fast evaluation (True) or the literal upsample -> conv3x3 / concat -> conv computation (False).
+    fused: bool = True
 
     def __init__(self, channels: Sequence[int], out_channels: int) -> None:
         super().__init__()
@@ -55,7 +75,38 @@ class MSAHead(nn.Module):
         logits = torch.cat([conv(f) for conv, f in zip(self.attention, upsampled)], dim=1)
         return logits.softmax(dim=1)
 
+    def attention_logits(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The per-scale logits ``[B, n_scales, H0, W0]`` from features at their own resolutions.
+
+        Equals ``cat_s(Conv3x3_s(up(f_s)))`` up to float rounding: ``Conv3x3(up(f)) = sum_k shift_k(up(A_k f))``
+        where ``A_k`` (``[C_s]``) is the kernel's tap ``k`` as a 1x1 conv.
+        """
+        size = features[0].shape[-2:]
+        taps = []
+        for conv, f in zip(self.attention, features):
+            kh, kw = conv.kernel_size
+            tap_weight = conv.weight[0].permute(1, 2, 0).reshape(kh * kw, -1, 1, 1)  # tap k = ky * kw + kx
+            taps.append(upsample_to(F.conv2d(f, tap_weight), size))
+        n = len(taps)
+        kh, kw = self.attention[0].kernel_size
+        x = torch.cat(taps, dim=1)
+        one_hot = torch.eye(kh * kw, dtype=x.dtype, device=x.device).reshape(1, kh * kw, kh, kw)
+        bias = torch.cat([conv.bias for conv in self.attention]) if self.attention[0].bias is not None else None
+        padding = self.attention[0].padding
+        return F.conv2d(x, one_hot.expand(n, -1, -1, -1), bias, padding=padding, groups=n)
+
+    def _can_fuse(self) -> bool:
+        return all(
+            c.stride == (1, 1) and c.dilation == (1, 1) and c.groups == 1 and c.padding_mode == "zeros"
+            and c.padding == tuple(k // 2 for k in c.kernel_size) and c.kernel_size == self.attention[0].kernel_size
+            and (c.bias is None) == (self.attention[0].bias is None)
+            for c in self.attention
+        )
+
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.fused and self._can_fuse():
+            weights = self.attention_logits(features).softmax(dim=1)
+            return self.fuse(features, scale_weights=weights)
         size = features[0].shape[-2:]
         upsampled = [upsample_to(f, size) for f in features]
         weights = self.scale_weights(upsampled)
@@ -90,17 +141,25 @@ class MedusaHead(nn.Module):
             MSAHead(channels, out_channels) if head == "msa" else HRHead(channels, out_channels)
         )
 
-    def task_features(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per-scale task features: SFA (if on) then two BasicBlocks."""
+    def task_features(self, features: Sequence[torch.Tensor],
+                      attended: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Per-scale task features: SFA (if on) then two BasicBlocks.
+
+        ``attended``: the SFA outputs when the caller already computed them (``Medusa`` batches the SFA of
+        all heads); ignored when SFA is off.
+        """
         if self.sfa is not None:
-            features = [sa(f) for sa, f in zip(self.sfa, features)]
+            features = list(attended) if attended is not None else [sa(f) for sa, f in zip(self.sfa, features)]
         return [blocks(f) for blocks, f in zip(self.features, features)]
 
-    def forward(self, features: Sequence[torch.Tensor],
-                deep_supervision: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    def forward(self, features: Sequence[torch.Tensor], deep_supervision: bool = False,
+                attended: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Final logits at scale 0 and, if ``deep_supervision`` and the layers exist, the per-scale initial
-        predictions (at each scale's resolution); ``None`` otherwise (nothing of them is computed)."""
-        task_feats = self.task_features(features)
+        predictions (at each scale's resolution); ``None`` otherwise (nothing of them is computed).
+
+        ``attended``: precomputed SFA outputs per scale (see :meth:`task_features`).
+        """
+        task_feats = self.task_features(features, attended)
         initial = None
         if deep_supervision and self.initial is not None:
             initial = [conv(f) for conv, f in zip(self.initial, task_feats)]
@@ -154,20 +213,75 @@ class Medusa(IndependentHeadsModel):
         return MedusaHead(self.backbone_channels, out_channels, sfa=self.sfa,
                           initial_predictions=self.initial_predictions, head=self.head_type)
 
+    #: Batch the SFA of all running heads into one convolution per scale (True) or run each SABlock (False).
+    fused: bool = True
+
+    def shared_feature_attention(self, tasks: Sequence[str],
+                                 features: Sequence[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+        """SFA outputs ``{task: [SABlock_{t,s}(F_s) for s]}`` for ``tasks``, batched across tasks.
+
+        Every SABlock at scale ``s`` reads the same ``F_s``, so the ``2 T`` 3x3 convs of one scale run as one
+        convolution (weights concatenated at run time, task-major: ``[conv_t; attention_t]``); each task then
+        takes its ``conv * sigmoid(attention)``. Same values as the SABlocks up to float rounding; gradients
+        reach every SABlock's weights through the concatenation. Returns ``{}`` when SFA is off.
+        """
+        if not self.sfa or not tasks:
+            return {}
+        out: dict[str, list[torch.Tensor]] = {t: [] for t in tasks}
+        for s, f in enumerate(features):
+            blocks = [self.heads[t].sfa[s] for t in tasks]
+            ref = blocks[0].conv
+            weight = torch.cat([w for b in blocks for w in (b.conv.weight, b.attention.weight)], dim=0)
+            y = F.conv2d(f, weight, None, ref.stride, ref.padding, ref.dilation)
+            c = int(ref.out_channels)
+            for i, t in enumerate(tasks):
+                value, gate = y[:, 2 * i * c : (2 * i + 1) * c], y[:, (2 * i + 1) * c : (2 * i + 2) * c]
+                out[t].append(value * torch.sigmoid(gate))
+        return out
+
+    def _sfa_batchable(self, tasks: Sequence[str]) -> bool:
+        """Whether the SABlocks of ``tasks`` can run as one conv per scale (plain SABlocks, same conv shapes)."""
+        if not (self.fused and self.sfa and len(tasks) > 1):
+            return False
+        per_scale = zip(*(self.heads[t].sfa for t in tasks))
+        for blocks in per_scale:
+            convs = [c for b in blocks for c in (b.conv, b.attention)]
+            if any(type(b) is not SABlock for b in blocks) or any(
+                c.bias is not None or c.groups != 1 or c.padding_mode != "zeros" for c in convs
+            ):
+                return False
+            if len({(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation)
+                    for c in convs}) != 1:
+                return False
+        return True
+
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         size = self.input_size(x)
         features = self.backbone(x)
         deep = self.training and self.initial_predictions
+        tasks = self.head_tasks()
+        attended = self.shared_feature_attention(tasks, features) if self._sfa_batchable(tasks) else {}
         out: dict[str, Any] = {}
         initial: dict[str, dict[str, torch.Tensor]] = {f"scale{s}": {} for s in range(len(features))}
-        for t in self.head_tasks():
-            final, init = self.heads[t](features, deep_supervision=deep)
+        for t in tasks:
+            final, init = self.heads[t](features, deep_supervision=deep, attended=attended.get(t))
             out[t] = upsample_to(final, size)
             for s, pred in enumerate(init or ()):
                 initial[f"scale{s}"][t] = pred
         if deep:
             out[DEEP_SUPERVISION] = initial
         return out
+
+    def inference_parameters(self) -> list[nn.Parameter]:
+        """The parameters an eval forward uses: the backbone and the main tasks' heads without their
+        initial-prediction convs (for resource accounting; the batched SFA and the fused MSA use some
+        weights functionally, which forward hooks would not see)."""
+        params = list(self.backbone.parameters())
+        for t in self.tasks:
+            head = self.heads[t]
+            skip = {id(p) for p in head.initial.parameters()} if head.initial is not None else set()
+            params.extend(p for p in head.parameters() if id(p) not in skip)
+        return params
 
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> dict[str, dict[str, Any]]:
