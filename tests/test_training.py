@@ -167,3 +167,20 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     mtime = (tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "result.json").stat().st_mtime
     assert cli_main(args) == 0
     assert (tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "result.json").stat().st_mtime == mtime
+
+
+def test_last_checkpoint_advances_when_validation_gets_worse(synth: dict[str, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # A validation loss that rises every epoch: best.ckpt stays at epoch 0, last.ckpt must still follow training
+    # (a monitored ModelCheckpoint(save_last=True) would leave "last" at the best epoch and resume from there).
+    from medusa_mtl.checkpoints import load_checkpoint
+
+    def worse_every_epoch(self: MultiTaskModule, batch: dict) -> float:
+        return float(self.current_epoch + 1)
+
+    monkeypatch.setattr(MultiTaskModule, "evaluate_batch", worse_every_epoch)
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud")
+    ckpts = _fit(module, synth["nyud"], tmp_path, epochs=3)
+    assert load_checkpoint(ckpts / "best.ckpt")["epoch"] == 0
+    last = load_checkpoint(ckpts / "last.ckpt")
+    assert last["epoch"] == 2 and last["global_step"] == 6

@@ -441,14 +441,22 @@ class MultiTaskDataModule(L.LightningDataModule):
 
 
 # -- trainer assembly ----------------------------------------------------------------------------------------
-def default_checkpoint_callback(dirpath: str | Path | None = None) -> L.Callback:
-    """Keeps ``last.ckpt`` (every epoch, for resuming) and ``best.ckpt`` (lowest held-out validation loss)."""
+def default_checkpoint_callbacks(dirpath: str | Path | None = None) -> list[L.Callback]:
+    """``best.ckpt`` (lowest held-out validation loss) and ``last.ckpt`` (rewritten after every epoch).
+
+    Two callbacks, because a monitored ``ModelCheckpoint(save_last=True)`` rewrites ``last.ckpt`` only when it
+    also saves a new best: resuming from "last" would then silently restart from the best epoch.
+    """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    return ModelCheckpoint(
-        dirpath=dirpath, filename="best", monitor="val/loss", mode="min", save_top_k=1, save_last=True,
+    best = ModelCheckpoint(
+        dirpath=dirpath, filename="best", monitor="val/loss", mode="min", save_top_k=1,
         auto_insert_metric_name=False, enable_version_counter=False,
     )
+    # Unmonitored, one file named "last": rewritten after every epoch; `--ckpt_path last` finds it by name.
+    last = ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    return [best, last]
 
 
 def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -478,7 +486,7 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("enable_checkpointing", True) is not False and not any(
         isinstance(c, ModelCheckpoint) for c in callbacks
     ):
-        callbacks.append(default_checkpoint_callback(Path(root) / "checkpoints"))
+        callbacks.extend(default_checkpoint_callbacks(Path(root) / "checkpoints"))
     if not any(isinstance(c, EpochReseed) for c in callbacks):
         callbacks.append(EpochReseed())  # exact resume: per-epoch seeds (medusa_mtl.reproducibility)
     config["callbacks"] = callbacks
