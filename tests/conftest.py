@@ -113,3 +113,14 @@ def _single_thread_torch() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def nyud12(tmp_path: Path) -> Path:
+    """12 NYUD samples of 32 x 32: train n0..n9 (the held-out validation part is carved from these), val n10, n11."""
+    root = tmp_path / "NYUD_MT"
+    ids = [f"n{i}" for i in range(12)]
+    for i, sample_id in enumerate(ids):
+        formats.write_nyud_sample(root, sample_id, **_nyud_arrays(i, 32, 32))
+    formats.write_nyud_splits(root, ids[:10], ids[10:])
+    return root

@@ -18,7 +18,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +26,9 @@ import torch
 
 from medusa_mtl.checkpoints import load_checkpoint
 from medusa_mtl.cli import main
-from medusa_mtl.data import formats
 
 REPO = Path(__file__).resolve().parents[1]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-@pytest.fixture
-def nyud12(tmp_path: Path, nyud_arrays: Callable[..., dict[str, Any]]) -> Path:
-    """12 NYUD samples of 32 x 32: train n0..n9 (3 held out for validation: an odd count), val n10, n11."""
-    root = tmp_path / "NYUD_MT"
-    ids = [f"n{i}" for i in range(12)]
-    for i, sample_id in enumerate(ids):
-        formats.write_nyud_sample(root, sample_id, **nyud_arrays(i, 32, 32))
-    formats.write_nyud_splits(root, ids[:10], ids[10:])
-    return root
 
 
 def common_args(root: Path, out: Path) -> list[str]:

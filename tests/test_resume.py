@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import torch
 
 from medusa_mtl.checkpoints import atomic_torch_save, load_checkpoint
 from medusa_mtl.cli import main
-from medusa_mtl.data import formats
 from medusa_mtl.errors import CheckpointError
 from medusa_mtl.reproducibility import EpochShuffleSampler, SeededSamples, derive_seed
 
@@ -44,17 +43,6 @@ class PauseAt(L.Callback):
             Path(self.marker).write_text(str(trainer.global_step))
             time.sleep(600)
 """
-
-
-@pytest.fixture
-def nyud12(tmp_path: Path, nyud_arrays: Callable[..., dict[str, Any]]) -> Path:
-    """12 NYUD samples of 32 x 32: train n0..n9 (one held out for validation), val n10, n11."""
-    root = tmp_path / "NYUD_MT"
-    ids = [f"n{i}" for i in range(12)]
-    for i, sample_id in enumerate(ids):
-        formats.write_nyud_sample(root, sample_id, **nyud_arrays(i, 32, 32))
-    formats.write_nyud_splits(root, ids[:10], ids[10:])
-    return root
 
 
 def fit_args(root: Path, out: Path, *extra: str) -> list[str]:

@@ -260,13 +260,7 @@ def save_panel(
             handles = [Patch(facecolor=np.asarray(c, dtype=float) / 255.0, edgecolor="k", label=n) for n, c in legend]
             ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=6,
                       frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return _save_figure(fig, path, title)
 
 
 def save_heatmap_grid(
@@ -306,6 +300,16 @@ def save_heatmap_grid(
                 label += f"\n[{float(heat.min()):.2f}, {float(heat.max()):.2f}]"
             ax.imshow(overlay_heatmap(image, heat, alpha=alpha, vmin=vmin, vmax=vmax), interpolation="nearest")
             ax.set_title(label, fontsize=8)
+    return _save_figure(fig, path, title)
+
+
+def parts_legend() -> list[tuple[str, np.ndarray]]:
+    """``[(part name, colour)]`` of the human-parts palette."""
+    return [(name, PARTS_PALETTE[i]) for i, name in enumerate(HUMAN_PARTS_NAMES)]
+
+
+def _save_figure(fig: Figure, path: str | Path, title: str | None) -> Path:
+    """Give ``fig`` its title, lay it out and write it as PNG to ``path`` (folders created)."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -313,8 +317,3 @@ def save_heatmap_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
-
-
-def parts_legend() -> list[tuple[str, np.ndarray]]:
-    """``[(part name, colour)]`` of the human-parts palette."""
-    return [(name, PARTS_PALETTE[i]) for i, name in enumerate(HUMAN_PARTS_NAMES)]
