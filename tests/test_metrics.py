@@ -391,6 +391,7 @@ def test_edge_batching_does_not_change_counts(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_delta_m_spec_check() -> None:
+    # The paper's published MT-baseline and ST figures (SPEC §2), used only as inputs of the formula check.
     res = {"semseg": {"mIoU": 33.21}, "depth": {"rmse": 0.614}}
     st = {"semseg": {"mIoU": 34.57}, "depth": {"rmse": 0.606}}
     assert round(delta_m(res, st, ["semseg", "depth"]), 2) == -2.63

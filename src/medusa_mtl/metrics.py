@@ -1027,7 +1027,7 @@ def delta_m(
     ``Δm = 100 / T · Σ_t s_t · (M_t − M_st,t) / M_st,t`` over the main tasks t, with M the task's Δm metric
     (``get_task(t).dm_metric``) and s_t = ``get_task(t).sign`` (+1 higher-is-better, −1 otherwise).
 
-    Example (SPEC §2, MT baseline on NYUD):
+    Example (the formula check of SPEC §2, on the paper's published MT-baseline and ST figures):
         >>> round(delta_m({"semseg": {"mIoU": 33.21}, "depth": {"rmse": 0.614}},
         ...               {"semseg": {"mIoU": 34.57}, "depth": {"rmse": 0.606}}, ["semseg", "depth"]), 2)
         -2.63
