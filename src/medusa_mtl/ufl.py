@@ -92,8 +92,7 @@ def ufl_module_from_checkpoint(
     module = MultiTaskModule(**hp)
     prefix = "net."
     source_state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    missing, unexpected = module.net.source.load_state_dict(source_state, strict=True), None
-    del missing, unexpected
+    module.net.source.load_state_dict(source_state, strict=True)
     # The decoder's copy of the backbone is the same module, so it now holds the trained weights too.
     return module
 
