@@ -157,9 +157,7 @@ def run_ufl(args: argparse.Namespace) -> int:
         data_cfg.setdefault("drop_images_without_person", True)
     data = MultiTaskDataModule(**data_cfg)
     out = Path(args.out)
-    trainer_cfg.setdefault("max_epochs", args.epochs or trainer_cfg.get("max_epochs", 60))
-    if args.epochs:
-        trainer_cfg["max_epochs"] = args.epochs
+    trainer_cfg["max_epochs"] = args.epochs or trainer_cfg.get("max_epochs", 60)
     trainer = make_trainer(default_root_dir=str(out), **trainer_cfg)
     start = time.time()
     trainer.fit(module, data)
