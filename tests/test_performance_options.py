@@ -5,7 +5,8 @@
   supervision included), same gradients and BatchNorm statistics -- in fp32 within 1e-5 relative, in fp64 to
   ~1e-12 (which shows the algebraic identities are exact, not approximations);
 - the building blocks (:func:`multiscale_conv1x1` for every low/high-resolution plan, the tap form of the MSA
-  logits, the BatchNorm fold) in fp64;
+  logits, the BatchNorm fold) in fp64; Medusa's per-head blocks batched as grouped convolutions in eval mode;
+  the output resize in the channels_last layout;
 - every model using HRHead: fused == ``set_fused(model, False)``;
 - channels_last equal, bf16 autocast close, ``torch.compile`` (graph capture with the ``aot_eager`` backend;
   the inductor backend only with ``MEDUSA_TEST_COMPILE=1``, it needs minutes on a small CPU);
@@ -38,6 +39,7 @@ from medusa_mtl.models.blocks import (
     fold_batchnorm_into_conv,
     low_resolution_scales,
     multiscale_conv1x1,
+    upsample_output,
     upsample_separable,
     upsample_to,
 )
@@ -312,6 +314,62 @@ def test_medusa_inference_parameters() -> None:
         head = model.heads[t]
         expected += sum(p.numel() for p in head.parameters()) - sum(p.numel() for p in head.initial.parameters())
     assert count_inference_params(model, (SIZE, SIZE)) == expected
+
+
+def test_medusa_eval_batches_the_heads_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In eval mode the BasicBlocks of all running heads run as grouped convolutions (BatchNorm folded), for two
+    and for five heads, with and without SFA -- the literal per-head computation's values; in train mode
+    (BatchNorm on batch statistics) and with one head they run per head."""
+    calls: list[int] = []
+    original = type(medusa()).stacked_blocks
+
+    def spy(self: Any, tasks: Sequence[str], stacked: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        calls.append(len(tasks))
+        return original(self, tasks, stacked)
+
+    monkeypatch.setattr(type(medusa()), "stacked_blocks", spy)
+    pascal = ["semseg", "human_parts", "sal", "normals", "edge"]
+    cases = [(medusa(), 2), (medusa(sfa=False), 2), (medusa(head="hrhead"), 2)]
+    torch.manual_seed(0)
+    cases.append((randomize_batchnorm(create_model("medusa", tasks=pascal, dataset="pascal")), 5))
+    x = image()
+    for model, n in cases:
+        model.eval()
+        ref = RefMedusa(model).eval()
+        calls.clear()
+        with torch.no_grad():
+            out = model(x)
+            assert calls == [n]
+            assert_outputs_close(out, ref(x))
+        model.train()
+        calls.clear()
+        model(x)
+        assert calls == []
+    torch.manual_seed(0)
+    single = create_model("medusa", tasks=["semseg"], dataset="nyud").eval()
+    calls.clear()
+    with torch.no_grad():
+        single(x)
+    assert calls == []
+
+
+@pytest.mark.parametrize("shape,size", [((2, 40, 6, 8), (24, 32)), ((1, 3, 5, 7), (17, 30)),
+                                        ((2, 1, 6, 8), (24, 32)), ((1, 4, 8, 8), (8, 8))])
+def test_upsample_output_equals_bilinear(shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    """The output resize: PyTorch's bilinear values and gradients; multi-channel CPU maps come back
+    channels_last (the fast CPU layout), single-channel ones and same-size inputs unchanged."""
+    x = torch.randn(*shape, requires_grad=True)
+    got = upsample_output(x, size)
+    expected = upsample_to(x, size)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    if tuple(size) == tuple(shape[-2:]):
+        assert got is x
+    elif shape[1] > 1:
+        assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    g = torch.randn_like(expected)
+    (grad,) = torch.autograd.grad(got, x, g)
+    (grad_ref,) = torch.autograd.grad(expected, x, g)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- blocks

@@ -118,10 +118,13 @@ class Task:
         return cls(**kwargs)
 
     def upsample(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Resize a raw output to ``size`` (bilinear, align_corners=False) if it is not there already."""
-        if tuple(raw.shape[-2:]) == tuple(size):
-            return raw
-        return F.interpolate(raw, size=size, mode="bilinear", align_corners=False)
+        """Resize a raw output to ``size`` (bilinear, align_corners=False) if it is not there already.
+
+        Multi-channel maps come back channels_last on the CPU (faster there, same values up to float rounding;
+        see :func:`medusa_mtl.models.blocks.upsample_output`)."""
+        from .models.blocks import upsample_output  # models import this module
+
+        return upsample_output(raw, size)
 
 
 # Dataset name aliases: the synthetic benchmark uses the NYUD and PASCAL channel/weight settings.

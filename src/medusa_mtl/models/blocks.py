@@ -35,6 +35,22 @@ def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def upsample_output(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resize a prediction map (logits) to the input or label size: bilinear, align_corners=False.
+
+    The same values as :func:`upsample_to` up to float rounding. On the CPU, a multi-channel map is resized in
+    the channels_last memory format and the result stays channels_last: PyTorch's CPU bilinear kernel works in
+    that layout and converts NCHW inputs and outputs around it, and converting a full-resolution output back
+    costs several times the resize itself (NYUD semseg, 40 x 120x160 -> 480x640, one thread: 25 ms NCHW,
+    6.5 ms this way). The layout is not part of the model contract: every consumer indexes by dimension.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if x.device.type == "cpu" and x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous():
+        x = x.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 

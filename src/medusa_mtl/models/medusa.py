@@ -21,8 +21,8 @@ computation, which the tests compare against):
   run as one convolution with the weights concatenated at run time (``Medusa.forward``);
 - the MSA logits ``Conv3x3(up(f_s))`` are computed without upsampling ``f_s``: a 3x3 conv on an upsampled
   map equals the sum of its 9 taps, and each tap's channel reduction commutes with the per-channel
-  upsampling, so ``Conv1x1 C_s -> 9`` runs at scale ``s``, the 9 maps are upsampled, and a fixed one-hot
-  3x3 kernel sums the shifted taps (zero padding agrees too: a tap outside the map is 0 both ways);
+  upsampling, so ``Conv1x1 C_s -> 9`` runs at scale ``s``, the 9 maps are upsampled, and the shifted taps
+  are summed (zero padding agrees too: a tap outside the map is 0 both ways);
 - the fusion Conv1x1 over the concatenation is evaluated per scale at the scale's own resolution where that
   is cheaper (:func:`~medusa_mtl.models.blocks.multiscale_conv1x1`).
 
@@ -44,7 +44,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import DEEP_SUPERVISION, IndependentHeadsModel
-from .blocks import BasicBlock, HRHead, SABlock, upsample_to
+from .blocks import (
+    BasicBlock,
+    HRHead,
+    SABlock,
+    eval_batchnorm_fold,
+    fold_batchnorm_into_conv,
+    upsample_output,
+    upsample_to,
+)
 from .registry import register_model
 
 HEAD_TYPES = ("msa", "hrhead")
@@ -89,11 +97,19 @@ class MSAHead(nn.Module):
             taps.append(upsample_to(F.conv2d(f, tap_weight), size))
         n = len(taps)
         kh, kw = self.attention[0].kernel_size
-        x = torch.cat(taps, dim=1)
-        one_hot = torch.eye(kh * kw, dtype=x.dtype, device=x.device).reshape(1, kh * kw, kh, kw)
-        bias = torch.cat([conv.bias for conv in self.attention]) if self.attention[0].bias is not None else None
-        padding = self.attention[0].padding
-        return F.conv2d(x, one_hot.expand(n, -1, -1, -1), bias, padding=padding, groups=n)
+        ph, pw = self.attention[0].padding
+        h, w = (int(v) for v in size)
+        # sum_k shift_k: a sum of shifted slices of the zero-padded tap maps (what a fixed one-hot 3x3 kernel
+        # computes, without a convolution call that is several times slower on the CPU for 9 channels)
+        x = F.pad(torch.cat(taps, dim=1), (pw, pw, ph, ph))
+        x = x.reshape(x.shape[0], n, kh * kw, h + 2 * ph, w + 2 * pw)
+        logits = x[:, :, 0, :h, :w]
+        for k in range(1, kh * kw):
+            ky, kx = divmod(k, kw)
+            logits = logits + x[:, :, k, ky : ky + h, kx : kx + w]
+        if self.attention[0].bias is not None:
+            logits = logits + torch.cat([conv.bias for conv in self.attention]).view(1, n, 1, 1)
+        return logits
 
     def _can_fuse(self) -> bool:
         return all(
@@ -153,13 +169,15 @@ class MedusaHead(nn.Module):
         return [blocks(f) for blocks, f in zip(self.features, features)]
 
     def forward(self, features: Sequence[torch.Tensor], deep_supervision: bool = False,
-                attended: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+                attended: Sequence[torch.Tensor] | None = None,
+                task_feats: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Final logits at scale 0 and, if ``deep_supervision`` and the layers exist, the per-scale initial
         predictions (at each scale's resolution); ``None`` otherwise (nothing of them is computed).
 
-        ``attended``: precomputed SFA outputs per scale (see :meth:`task_features`).
+        ``attended``: precomputed SFA outputs per scale (see :meth:`task_features`); ``task_feats``: precomputed
+        task features per scale (``Medusa`` batches them across heads in eval mode), which skips SFA and blocks.
         """
-        task_feats = self.task_features(features, attended)
+        task_feats = list(task_feats) if task_feats is not None else self.task_features(features, attended)
         initial = None
         if deep_supervision and self.initial is not None:
             initial = [conv(f) for conv, f in zip(self.initial, task_feats)]
@@ -221,22 +239,31 @@ class Medusa(IndependentHeadsModel):
         """SFA outputs ``{task: [SABlock_{t,s}(F_s) for s]}`` for ``tasks``, batched across tasks.
 
         Every SABlock at scale ``s`` reads the same ``F_s``, so the ``2 T`` 3x3 convs of one scale run as one
-        convolution (weights concatenated at run time, task-major: ``[conv_t; attention_t]``); each task then
-        takes its ``conv * sigmoid(attention)``. Same values as the SABlocks up to float rounding; gradients
-        reach every SABlock's weights through the concatenation. Returns ``{}`` when SFA is off.
+        convolution (weights concatenated at run time, see :meth:`stacked_attention`); each task then takes its
+        channel slice. Same values as the SABlocks up to float rounding; gradients reach every SABlock's weights
+        through the concatenation. Returns ``{}`` when SFA is off.
         """
         if not self.sfa or not tasks:
             return {}
-        out: dict[str, list[torch.Tensor]] = {t: [] for t in tasks}
+        stacked = self.stacked_attention(tasks, features)
+        return {t: [x[:, i * f.shape[1] : (i + 1) * f.shape[1]] for x, f in zip(stacked, features)]
+                for i, t in enumerate(tasks)}
+
+    def stacked_attention(self, tasks: Sequence[str], features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per scale, the SFA outputs of ``tasks`` stacked along channels: ``[B, T * C_s, H_s, W_s]``, task
+        ``i`` in channels ``i * C_s : (i + 1) * C_s``.
+
+        One convolution per scale with the weights ``[conv_1; ...; conv_T; attention_1; ...; attention_T]``
+        gives the values and the gates of all tasks; ``values * sigmoid(gates)`` is then one elementwise pass.
+        """
+        out = []
         for s, f in enumerate(features):
             blocks = [self.heads[t].sfa[s] for t in tasks]
             ref = blocks[0].conv
-            weight = torch.cat([w for b in blocks for w in (b.conv.weight, b.attention.weight)], dim=0)
+            weight = torch.cat([b.conv.weight for b in blocks] + [b.attention.weight for b in blocks], dim=0)
             y = F.conv2d(f, weight, None, ref.stride, ref.padding, ref.dilation)
-            c = int(ref.out_channels)
-            for i, t in enumerate(tasks):
-                value, gate = y[:, 2 * i * c : (2 * i + 1) * c], y[:, (2 * i + 1) * c : (2 * i + 2) * c]
-                out[t].append(value * torch.sigmoid(gate))
+            n = len(tasks) * int(ref.out_channels)
+            out.append(y[:, :n] * torch.sigmoid(y[:, n:]))
         return out
 
     def _sfa_batchable(self, tasks: Sequence[str]) -> bool:
@@ -255,17 +282,74 @@ class Medusa(IndependentHeadsModel):
                 return False
         return True
 
+    def _blocks_batchable(self, tasks: Sequence[str]) -> bool:
+        """Whether the per-scale BasicBlocks of ``tasks`` can run as grouped convolutions (:meth:`stacked_blocks`):
+        more than one task, SFA off or batchable, every block a plain ``BasicBlock`` pair without projection
+        whose BatchNorms use running statistics (eval mode), with the same conv shapes across tasks."""
+        if not (self.fused and len(tasks) > 1) or (self.sfa and not self._sfa_batchable(tasks)):
+            return False
+        for seqs in zip(*(self.heads[t].features for t in tasks)):
+            if any(type(q) is not nn.Sequential or len(q) != 2 for q in seqs):
+                return False
+            for blocks in zip(*seqs):
+                if any(type(b) is not BasicBlock or b.downsample is not None for b in blocks):
+                    return False
+                convs = [c for b in blocks for c in (b.conv1, b.conv2)]
+                if any(c.bias is not None or c.groups != 1 or c.padding_mode != "zeros" or c.stride != (1, 1)
+                       or c.padding != tuple(k // 2 for k in c.kernel_size) for c in convs):
+                    return False
+                if len({(c.in_channels, c.out_channels, c.kernel_size, c.dilation) for c in convs}) != 1:
+                    return False
+                if not all(eval_batchnorm_fold(bn) for b in blocks for bn in (b.bn1, b.bn2)):
+                    return False
+        return True
+
+    def stacked_blocks(self, tasks: Sequence[str], stacked: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The two BasicBlocks of every task at every scale on stacked inputs (``[B, T * C_s, H_s, W_s]``, see
+        :meth:`stacked_attention`), as grouped convolutions with ``groups = T``.
+
+        Eval mode only (:meth:`_blocks_batchable`): each BatchNorm is a fixed affine map, folded into the conv
+        before it (:func:`~medusa_mtl.models.blocks.fold_batchnorm_into_conv`); the weights of the ``T`` tasks
+        are concatenated at run time. Group ``i`` sees only task ``i``'s channels, so this is the per-task
+        computation up to float rounding, in one call per layer instead of ``T``.
+        """
+        n = len(tasks)
+        out = []
+        for s, x in enumerate(stacked):
+            for k in range(2):
+                blocks = [self.heads[t].features[s][k] for t in tasks]
+                first = [fold_batchnorm_into_conv(b.conv1.weight, None, b.bn1) for b in blocks]
+                second = [fold_batchnorm_into_conv(b.conv2.weight, None, b.bn2) for b in blocks]
+                ref = blocks[0].conv1
+                y = F.conv2d(x, torch.cat([w for w, _ in first]), torch.cat([b for _, b in first]),
+                             padding=ref.padding, dilation=ref.dilation, groups=n)
+                y = F.conv2d(F.relu(y, inplace=True), torch.cat([w for w, _ in second]),
+                             torch.cat([b for _, b in second]), padding=ref.padding, dilation=ref.dilation, groups=n)
+                x = F.relu(y.add_(x), inplace=True)
+            out.append(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         size = self.input_size(x)
         features = self.backbone(x)
         deep = self.training and self.initial_predictions
         tasks = self.head_tasks()
-        attended = self.shared_feature_attention(tasks, features) if self._sfa_batchable(tasks) else {}
+        attended: dict[str, list[torch.Tensor]] = {}
+        task_feats: dict[str, list[torch.Tensor]] = {}
+        if self._blocks_batchable(tasks):
+            stacked = (self.stacked_attention(tasks, features) if self.sfa
+                       else [f.repeat(1, len(tasks), 1, 1) for f in features])
+            stacked = self.stacked_blocks(tasks, stacked)
+            task_feats = {t: [x[:, i * f.shape[1] : (i + 1) * f.shape[1]] for x, f in zip(stacked, features)]
+                          for i, t in enumerate(tasks)}
+        elif self._sfa_batchable(tasks):
+            attended = self.shared_feature_attention(tasks, features)
         out: dict[str, Any] = {}
         initial: dict[str, dict[str, torch.Tensor]] = {f"scale{s}": {} for s in range(len(features))}
         for t in tasks:
-            final, init = self.heads[t](features, deep_supervision=deep, attended=attended.get(t))
-            out[t] = upsample_to(final, size)
+            final, init = self.heads[t](features, deep_supervision=deep, attended=attended.get(t),
+                                        task_feats=task_feats.get(t))
+            out[t] = upsample_output(final, size)
             for s, pred in enumerate(init or ()):
                 initial[f"scale{s}"][t] = pred
         if deep:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .base import MultiTaskModel
-from .blocks import HRHead, upsample_to
+from .blocks import HRHead, upsample_output
 from .registry import register_model
 
 
@@ -27,7 +27,7 @@ class MTBaseline(MultiTaskModel):
         size = self.input_size(x)
         feats = self.backbone(x)
         active = self.aux_tasks if self.training else self.tasks
-        return {t: upsample_to(self.heads[t](feats), size) for t in active}
+        return {t: upsample_output(self.heads[t](feats), size) for t in active}
 
 
 @register_model("mt_baseline")

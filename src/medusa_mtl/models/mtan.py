@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from .base import IndependentHeadsModel
-from .blocks import upsample_to
+from .blocks import upsample_output, upsample_to
 from .registry import register_model
 
 
@@ -167,7 +167,7 @@ class MTAN(IndependentHeadsModel):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = self.input_size(x)
         features = self.backbone(x)
-        return {t: upsample_to(self.heads[t](features, self.refine), size) for t in self.head_tasks()}
+        return {t: upsample_output(self.heads[t](features, self.refine), size) for t in self.head_tasks()}
 
     def freeze_backbone(self) -> None:
         """Freeze the backbone and the shared refinement blocks (no gradients, eval-mode BatchNorm)."""

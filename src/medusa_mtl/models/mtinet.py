@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 
 from .base import DEEP_SUPERVISION, MultiTaskModel
-from .blocks import BasicBlock, HRHead, SEBlock, upsample_to
+from .blocks import BasicBlock, HRHead, SEBlock, upsample_output, upsample_to
 from .padnet import MultiModalDistillation, check_main_in_aux
 from .registry import register_model
 
@@ -161,7 +161,7 @@ class MTINet(MultiTaskModel):
             propagated = self.fpm[f"scale{s}"](task_feats[s]) if s > 0 else None
         distilled = [self.distillation[s](task_feats[s]) for s in range(self.num_scales)]
         out: dict[str, Any] = {
-            t: upsample_to(self.heads[t]([distilled[s][t] for s in range(self.num_scales)]), size)
+            t: upsample_output(self.heads[t]([distilled[s][t] for s in range(self.num_scales)]), size)
             for t in self.tasks
         }
         if self.training:

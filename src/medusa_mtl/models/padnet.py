@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from .base import DEEP_SUPERVISION, MultiTaskModel
-from .blocks import Bottleneck, SABlock, fuse_scales, upsample_to
+from .blocks import Bottleneck, SABlock, fuse_scales, upsample_output
 from .registry import register_model
 
 #: Channels of PAD-Net's task features (Bottleneck with 64 planes, expansion 4).
@@ -109,7 +109,7 @@ class PADNet(MultiTaskModel):
         fused = self.fuse(fuse_scales(self.backbone(x)))
         feats = {a: self.features[a](fused) for a in self.aux_tasks}
         distilled = self.distillation(feats)
-        out: dict[str, Any] = {t: upsample_to(self.heads[t](distilled[t]), size) for t in self.tasks}
+        out: dict[str, Any] = {t: upsample_output(self.heads[t](distilled[t]), size) for t in self.tasks}
         if self.training:
             out[DEEP_SUPERVISION] = {"initial": {a: self.initial[a](feats[a]) for a in self.aux_tasks}}
         return out
