@@ -28,19 +28,23 @@ def cross_entropy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def depth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 over valid pixels (depth > 0). ``pred`` and ``target`` [B,1,H,W]."""
     valid = target > 0
-    if not valid.any():
+    n_valid = valid.sum()
+    if n_valid == 0:
         return _zero_like(pred)
-    return (pred[valid] - target[valid]).abs().mean()
+    # a masked sum rather than boolean indexing (nonzero + gather are several times slower on the CPU); where()
+    # keeps non-finite predictions at invalid pixels out of the value and the gradient
+    return torch.where(valid, (pred - target).abs(), 0.0).sum() / n_valid
 
 
 def normals_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 between the L2-normalised prediction and the unit label on valid pixels (label not all-zero)."""
+    """L1 between the L2-normalised prediction and the unit label on valid pixels (label not all-zero): the mean
+    over the valid pixels' components."""
     valid = target.abs().sum(dim=1, keepdim=True) > 0
-    if not valid.any():
+    n_valid = valid.sum()
+    if n_valid == 0:
         return _zero_like(pred)
     unit = F.normalize(pred, p=2, dim=1, eps=1e-12)
-    mask = valid.expand_as(unit)
-    return (unit[mask] - target[mask]).abs().mean()
+    return torch.where(valid, (unit - target).abs(), 0.0).sum() / (n_valid * pred.shape[1])
 
 
 def balanced_bce(
