@@ -32,11 +32,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import medusa_mtl.models.blocks as blocks
 from medusa_mtl.models import create_model
 from medusa_mtl.models.base import DEEP_SUPERVISION
 from medusa_mtl.models.blocks import (
     HRHead,
     fold_batchnorm_into_conv,
+    fused_head_in_row_bands,
     low_resolution_scales,
     multiscale_conv1x1,
     upsample_output,
@@ -396,6 +398,53 @@ def test_multiscale_conv1x1_every_plan_equals_concat_conv(weighted: bool) -> Non
         got = multiscale_conv1x1(feats, weight, bias, sw, low_res=plan)
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12, msg=str(plan))
     torch.testing.assert_close(multiscale_conv1x1(feats, weight, None, sw), F.conv2d(torch.cat(ups, 1), weight))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_row_bands_equal_the_whole_map(weighted: bool) -> None:
+    """The banded inference form of HRHead's layers = conv(relu(multiscale_conv1x1(...))) in fp64, for every plan
+    with scale 0 at full resolution, bands that do and do not divide the height, batch 2."""
+    channels = [3, 5, 7, 11]
+    feats = _features(channels, size=36)
+    g = torch.Generator().manual_seed(2)
+    weight = torch.randn(13, sum(channels), 1, 1, generator=g, dtype=torch.float64)
+    bias = torch.randn(13, generator=g, dtype=torch.float64)
+    out_w = torch.randn(4, 13, 1, 1, generator=g, dtype=torch.float64)
+    out_b = torch.randn(4, generator=g, dtype=torch.float64)
+    sw = torch.rand(B, 4, 36, 36, generator=g, dtype=torch.float64) if weighted else None
+    expected = F.conv2d(F.relu(multiscale_conv1x1(feats, weight, bias, sw, low_res=[False] * 4)), out_w, out_b)
+    for plan in itertools.product([False, True], repeat=3):
+        for rows in (1, 4, 5, 36, 50):
+            got = fused_head_in_row_bands(feats, weight, bias, out_w, out_b, sw, rows=rows, low_res=[False, *plan])
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12, msg=f"{plan} rows={rows}")
+    with pytest.raises(ValueError, match="scale 0"):
+        fused_head_in_row_bands(feats, weight, bias, out_w, out_b, sw, low_res=[True] * 4)
+
+
+@pytest.mark.parametrize("name", ["medusa", "mt_baseline", "mtinet"])
+def test_models_with_row_bands_equal_reference(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With bands of 4 rows (the 64x64 test images are one band by default), inference through the banded
+    HRHead path gives the literal outputs; with autograd on, the unbanded path runs."""
+    calls: list[int] = []
+    original = blocks.fused_head_in_row_bands
+
+    def spy(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(blocks, "ROW_BAND_BYTES", 1)
+    monkeypatch.setattr(blocks, "fused_head_in_row_bands", spy)
+    torch.manual_seed(0)
+    model = randomize_batchnorm(create_model(name, tasks=["semseg", "depth"], aux_tasks=NYUD_AUX, dataset="nyud"))
+    model.eval()
+    ref = RefMedusa(model).eval() if name == "medusa" else set_fused(copy.deepcopy(model), False)
+    x = image()
+    with torch.no_grad():
+        assert_outputs_close(model(x), ref(x))
+    assert len(calls) == 2  # one per main task's head
+    calls.clear()
+    model(x)  # eval mode with autograd: the unbanded path
+    assert calls == []
 
 
 def test_low_resolution_plan() -> None:

@@ -319,6 +319,78 @@ def multiscale_conv1x1(features: Sequence[torch.Tensor], weight: torch.Tensor, b
     return out
 
 
+#: :func:`fused_head_in_row_bands` processes bands of about this many bytes of the wide (``sum C_s``-channel)
+#: intermediate map per image: small enough to stay in a CPU core's cache between the passes over it.
+ROW_BAND_BYTES = 1 << 20
+
+
+def row_band_height(channels: int, width: int, itemsize: int = 4) -> int:
+    """Rows per band of :func:`fused_head_in_row_bands` (at least 4): ``ROW_BAND_BYTES`` over one image row's
+    bytes."""
+    return max(4, ROW_BAND_BYTES // max(1, channels * width * itemsize))
+
+
+def fused_head_in_row_bands(features: Sequence[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None,
+                            out_weight: torch.Tensor, out_bias: torch.Tensor | None,
+                            scale_weights: torch.Tensor | None = None, rows: int | None = None,
+                            low_res: Sequence[bool] | None = None) -> torch.Tensor:
+    """``conv1x1(relu(multiscale_conv1x1(features, weight, bias, scale_weights)), out_weight, out_bias)``, one
+    band of output rows at a time (the inference form of HRHead's layers with the BatchNorm folded in).
+
+    The wide intermediate (``C_out`` = 270 channels at stride 4 for HRNet-18, 20 MB for one 480x640 image) is
+    never materialised whole: each band is convolved, gets its low-resolution scales added, is rectified and
+    projected while it is in cache. Row ``i`` of a bilinear upsampling reads source rows through row ``i`` of the
+    1-D interpolation matrix ``A_h`` (:func:`interpolation_matrix`), so a band of ``up(W_s f_s)`` is
+    ``A_h[band] @ (W_s f_s) @ A_w^T`` restricted to the few source rows the band touches -- the same linear map
+    as :func:`multiscale_conv1x1` with its low-resolution plan ``low_res``; the result equals the unbanded
+    computation up to float rounding. Scale 0 must be at full resolution (it always is in the default plan).
+    """
+    chans = [int(f.shape[1]) for f in features]
+    n_out = int(weight.shape[0])
+    if low_res is None:
+        low_res = low_resolution_scales(chans, n_out, [f.shape[-2:] for f in features])
+    if low_res[0]:
+        raise ValueError("fused_head_in_row_bands needs scale 0 at full resolution")
+    batch, (height, width) = int(features[0].shape[0]), (int(v) for v in features[0].shape[-2:])
+    size = (height, width)
+    rows = row_band_height(n_out, width, weight.element_size()) if rows is None else int(rows)
+    offsets = [0]
+    for c in chans:
+        offsets.append(offsets[-1] + c)
+    high = [s for s in range(len(features)) if not low_res[s]]
+    parts = [upsample_to(features[s], size) for s in high]
+    if scale_weights is not None:
+        parts = [p * scale_weights[:, s : s + 1] for p, s in zip(parts, high)]
+    x_high = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    w_high = torch.cat([weight[:, offsets[s] : offsets[s + 1]] for s in high], dim=1)
+    low = []  # (scale, W_s f_s @ A_w^T  [B, C_out, h_s, W0], A_h [H0, h_s])
+    for s in range(len(features)):
+        if low_res[s]:
+            y = F.conv2d(features[s], weight[:, offsets[s] : offsets[s + 1]])
+            a_w = interpolation_matrix(y.shape[-1], width, y.dtype, y.device)
+            a_h = interpolation_matrix(y.shape[-2], height, y.dtype, y.device)
+            low.append((s, torch.matmul(y, a_w.t()), a_h))
+    out = torch.empty(batch, int(out_weight.shape[0]), height, width, dtype=x_high.dtype, device=x_high.device)
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        taps = []  # per low-resolution scale: the band's rows of A_h, cut to the source rows they use
+        for s, z, a_h in low:
+            a_band = a_h[r0:r1]
+            used = torch.nonzero(a_band.abs().sum(dim=0)).flatten()
+            c0, c1 = int(used[0]), int(used[-1]) + 1
+            taps.append((s, z[:, :, c0:c1], a_band[:, c0:c1]))
+        for b in range(batch):  # one image at a time: the band of one image is what fits in cache
+            band = F.conv2d(x_high[b : b + 1, :, r0:r1], w_high, bias)
+            for s, z, a_band in taps:
+                part = torch.matmul(a_band, z[b : b + 1])
+                if scale_weights is None:
+                    band.add_(part)
+                else:
+                    band.addcmul_(part, scale_weights[b : b + 1, s : s + 1, r0:r1])
+            out[b : b + 1, :, r0:r1] = F.conv2d(band.relu_(), out_weight, out_bias)
+    return out
+
+
 def eval_batchnorm_fold(bn: nn.BatchNorm2d) -> bool:
     """Whether ``bn`` normalises with running statistics (eval mode), i.e. is a fixed per-channel affine map
     that can be folded into the preceding convolution."""
@@ -385,6 +457,26 @@ class HRHead(nn.Module):
             nn.Conv2d(c, out_channels, 1),
         )
 
+    @staticmethod
+    def _row_bands(features: Sequence[torch.Tensor], rest: Sequence[nn.Module]) -> bool:
+        """Whether the inference path :func:`fused_head_in_row_bands` applies: no autograd, plain CPU execution
+        (no FLOP counter or tracer watching), maps not in channels_last and taller than one band, and the layers
+        after the folded BatchNorm exactly ``ReLU -> Conv1x1``."""
+        if torch.is_grad_enabled() or len(rest) != 3 or type(rest[1]) is not nn.ReLU:
+            return False
+        last = rest[2]
+        if type(last) is not nn.Conv2d or last.kernel_size != (1, 1) or last.stride != (1, 1) or last.groups != 1:
+            return False
+        f0 = features[0]
+        channels_last = any(f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous()
+                            for f in features)  # the NHWC regime (--channels-last) keeps the unbanded path
+        if f0.device.type != "cpu" or channels_last or _dispatch_mode_active():
+            return False
+        plan = low_resolution_scales([int(f.shape[1]) for f in features], int(last.in_channels),
+                                     [f.shape[-2:] for f in features])
+        rows = row_band_height(int(last.in_channels), int(f0.shape[-1]), f0.element_size())
+        return not plan[0] and int(f0.shape[-2]) > rows
+
     def forward(self, features: Sequence[torch.Tensor], scale_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Logits at scale 0's resolution from the multi-scale ``features`` (fine to coarse).
 
@@ -399,6 +491,10 @@ class HRHead(nn.Module):
             return self.last_layer(torch.cat(upsampled, dim=1))
         first, *rest = self.last_layer
         bn = rest[0] if rest and isinstance(rest[0], nn.BatchNorm2d) and eval_batchnorm_fold(rest[0]) else None
+        if bn is not None and self._row_bands(features, rest):
+            weight, bias = fold_batchnorm_into_conv(first.weight, first.bias, bn)
+            last = rest[2]
+            return fused_head_in_row_bands(features, weight, bias, last.weight, last.bias, scale_weights)
         if isinstance(first, MultiScaleConv1x1):
             x = first(features, scale_weights, bn)
         else:  # e.g. a module pickled before MultiScaleConv1x1 existed
