@@ -69,6 +69,11 @@ class _ChannelsLastInput(torch.autograd.Function):
         return grad.contiguous()
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-D tensor is laid out channels_last (NHWC) and not also plain contiguous (e.g. 1 channel)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
@@ -468,8 +473,7 @@ class HRHead(nn.Module):
         if type(last) is not nn.Conv2d or last.kernel_size != (1, 1) or last.stride != (1, 1) or last.groups != 1:
             return False
         f0 = features[0]
-        channels_last = any(f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous()
-                            for f in features)  # the NHWC regime (--channels-last) keeps the unbanded path
+        channels_last = any(is_channels_last(f) for f in features)  # the NHWC regime keeps the unbanded path
         if f0.device.type != "cpu" or channels_last or _dispatch_mode_active():
             return False
         plan = low_resolution_scales([int(f.shape[1]) for f in features], int(last.in_channels),
