@@ -18,13 +18,16 @@ Fast evaluation (same outputs up to float rounding, same parameters and state-di
 computation, which the tests compare against):
 
 - the SFA SABlocks of all running heads read the same backbone map, so at each scale their ``2 T`` 3x3 convs
-  run as one convolution with the weights concatenated at run time (``Medusa.forward``);
+  run as one convolution with the weights concatenated at run time (:meth:`Medusa.stacked_attention`);
+- in eval mode (BatchNorm on running statistics) the per-scale BasicBlocks of all running heads run as
+  grouped convolutions (``groups = T``) with the BatchNorms folded in (:meth:`Medusa.stacked_blocks`);
 - the MSA logits ``Conv3x3(up(f_s))`` are computed without upsampling ``f_s``: a 3x3 conv on an upsampled
   map equals the sum of its 9 taps, and each tap's channel reduction commutes with the per-channel
   upsampling, so ``Conv1x1 C_s -> 9`` runs at scale ``s``, the 9 maps are upsampled, and the shifted taps
   are summed (zero padding agrees too: a tap outside the map is 0 both ways);
 - the fusion Conv1x1 over the concatenation is evaluated per scale at the scale's own resolution where that
-  is cheaper (:func:`~medusa_mtl.models.blocks.multiscale_conv1x1`).
+  is cheaper (:func:`~medusa_mtl.models.blocks.multiscale_conv1x1`), and for inference on the CPU the whole
+  fusion runs in bands of rows (:func:`~medusa_mtl.models.blocks.fused_head_in_row_bands`).
 
 Example:
     >>> from medusa_mtl.models import create_model
