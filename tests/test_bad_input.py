@@ -9,9 +9,7 @@ NaN loss stops training with a clear message while keeping the last good checkpo
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import run_cli
 from medusa_mtl.checkpoints import load_checkpoint
-from medusa_mtl.cli import main
 from medusa_mtl.data import formats
 from medusa_mtl.errors import NonFiniteLossError
 
@@ -60,17 +58,6 @@ def fit_args(root: Path, out: Path, *extra: str, dataset: str = "nyud") -> list[
         "--model.edge_thresholds", "5", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(out), *extra,
     ]  # fmt: skip
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run ``medusa`` in-process; (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(argv)
-        except SystemExit as e:  # argparse of the non-Lightning commands
-            rc = int(e.code or 0)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def assert_one_clear_error(rc: int, stderr: str, command: str, *expected: str) -> str:

@@ -12,9 +12,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import os
 import subprocess
 import sys
@@ -24,8 +22,8 @@ from typing import Any
 import pytest
 import torch
 
+from cli_helpers import run_cli
 from medusa_mtl.checkpoints import load_checkpoint
-from medusa_mtl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -40,13 +38,6 @@ def common_args(root: Path, out: Path) -> list[str]:
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(out),
     ]  # fmt: skip
-
-
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(argv)
-    return rc, err.getvalue()
 
 
 def val_row(run: Path) -> dict[str, float]:
@@ -73,7 +64,7 @@ def test_two_process_ddp_fit_matches_one_process(nyud12: Path, tmp_path: Path) -
 
     # the same 4 samples in the same 2 optimizer steps, in one process: micro-batches of 1, accumulated by 2
     one_run = tmp_path / "one"
-    rc, err = run_cli(
+    rc, _, err = run_cli(
         ["fit", *common_args(nyud12, one_run), "--trainer.devices", "1", "--trainer.limit_train_batches", "4",
          "--trainer.accumulate_grad_batches", "2"]  # fmt: skip
     )
@@ -94,7 +85,7 @@ def test_two_process_ddp_fit_matches_one_process(nyud12: Path, tmp_path: Path) -
     # evaluation: the metrics the 2 processes computed (3 held-out images: 2 + 1) equal one process's
     val_run = tmp_path / "validate"
     ckpt = str(ddp_run / "checkpoints" / "last.ckpt")
-    rc, err = run_cli(["validate", *common_args(nyud12, val_run), "--trainer.devices", "1", "--ckpt_path", ckpt])
+    rc, _, err = run_cli(["validate", *common_args(nyud12, val_run), "--trainer.devices", "1", "--ckpt_path", ckpt])
     assert rc == 0, err[-3000:]
     two, single = val_row(ddp_run), val_row(val_run)
     assert {"val/loss", "val/semseg/mIoU", "val/depth/rmse"} <= set(two)

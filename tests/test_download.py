@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medusa_mtl.cli import main
+from cli_helpers import run_cli
 from medusa_mtl.data.download import ARCHIVES, dataset_paths
 
 
@@ -94,13 +94,6 @@ def make_archive(dataset_root: Path) -> bytes:
 @pytest.fixture
 def payload(nyud_root: Path) -> bytes:
     return make_archive(nyud_root)
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def download(dest: Path, url: str, *extra: str) -> tuple[int, str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import os
 import signal
 import subprocess
@@ -18,8 +17,8 @@ from typing import Any
 import pytest
 import torch
 
+from cli_helpers import run_cli
 from medusa_mtl.checkpoints import atomic_torch_save, load_checkpoint
-from medusa_mtl.cli import main
 from medusa_mtl.errors import CheckpointError
 from medusa_mtl.reproducibility import EpochShuffleSampler, SeededSamples, derive_seed
 
@@ -67,13 +66,6 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(argv)
-    return rc, err.getvalue()
-
-
 def last_val_row(run: Path) -> dict[str, str]:
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/loss")]
     return {k: v for k, v in rows[-1].items() if k.startswith("val/") or k == "epoch"}
@@ -110,10 +102,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(nyud12: Path, tmp_pa
 
     uninterrupted = tmp_path / "uninterrupted"
     with one_thread():
-        rc, err = run_cli(fit_args(nyud12, killed, "--ckpt_path", "last"))
+        rc, _, err = run_cli(fit_args(nyud12, killed, "--ckpt_path", "last"))
         assert rc == 0, err[-3000:]
         # the uninterrupted run reads its data with a worker process: same draws, whatever the workers
-        rc, err = run_cli(fit_args(nyud12, uninterrupted, "--data.num_workers", "1"))
+        rc, _, err = run_cli(fit_args(nyud12, uninterrupted, "--data.num_workers", "1"))
         assert rc == 0, err[-3000:]
 
     a = load_checkpoint(killed / "checkpoints" / "last.ckpt")
@@ -133,12 +125,12 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(nyud12: Path, tmp_pa
 
 def test_truncated_last_checkpoint_is_reported_not_loaded(nyud12: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    rc, err = run_cli(fit_args(nyud12, run, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"))
+    rc, _, err = run_cli(fit_args(nyud12, run, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"))
     assert rc == 0, err[-3000:]
     last = run / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])
-    rc, err = run_cli(fit_args(nyud12, run, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    rc, _, err = run_cli(fit_args(nyud12, run, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
     lines = [line for line in err.splitlines() if line.startswith("medusa fit: error:")]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert str(last) in lines[0] and "truncated or corrupt" in lines[0]
