@@ -27,6 +27,7 @@ from typing import Any
 
 from medusa_mtl.data.synthetic import generate
 from medusa_mtl.data.synthetic.generate import default_workers
+from medusa_mtl.provenance import versions
 
 CASES = (("nyud", (128, 160)), ("pascal", (128, 128)))
 
@@ -38,19 +39,10 @@ def _cpu_seconds() -> float:
 
 
 def _versions() -> dict[str, str]:
-    import numpy
+    """The project's version record (:func:`medusa_mtl.provenance.versions`) plus what this benchmark adds."""
     import PIL
-    import scipy
 
-    import medusa_mtl
-
-    return {
-        "medusa_mtl": getattr(medusa_mtl, "__version__", "?"),
-        "python": sys.version.split()[0],
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "pillow": PIL.__version__,
-    }
+    return {**versions(), "pillow": PIL.__version__}
 
 
 def run(num_train: int, num_val: int, workers: int, seed: int, keep: Path | None) -> dict[str, Any]:

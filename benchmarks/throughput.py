@@ -66,6 +66,7 @@ import torch.nn as nn
 from medusa_mtl.models import build_backbone, create_model, list_models
 from medusa_mtl.models.base import DEEP_SUPERVISION
 from medusa_mtl.optimize import autocast, compile_model, prepare_input, set_fused, to_channels_last
+from medusa_mtl.provenance import versions
 from medusa_mtl.tasks import get_task
 
 FLOOR = "backbone"
@@ -421,15 +422,9 @@ def format_tables(results: dict[str, dict[str, dict[str, Any]]], ratios: list[di
 
 
 def _versions() -> dict[str, str]:
-    import timm
-
-    import medusa_mtl
-
+    """The project's version record (:func:`medusa_mtl.provenance.versions`) plus what this benchmark adds."""
     return {
-        "medusa_mtl": getattr(medusa_mtl, "__version__", "?"),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "timm": timm.__version__,
+        **versions(),
         "cuda": str(torch.version.cuda),
         "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "n/a",
     }

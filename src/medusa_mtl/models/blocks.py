@@ -21,6 +21,7 @@ concatenation (the reference computation, used by the tests).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -335,6 +336,14 @@ def row_band_height(channels: int, width: int, itemsize: int = 4) -> int:
     return max(4, ROW_BAND_BYTES // max(1, channels * width * itemsize))
 
 
+@functools.lru_cache(maxsize=4096)
+def band_source_rows(n_in: int, n_out: int, r0: int, r1: int) -> tuple[int, int]:
+    """The source rows ``[c0, c1)`` that output rows ``r0:r1`` of a 1-D linear upsampling from ``n_in`` to
+    ``n_out`` samples read (the non-zero columns of those rows of :func:`interpolation_matrix`)."""
+    used = torch.nonzero(interpolation_matrix(n_in, n_out, torch.float64)[r0:r1].abs().sum(dim=0)).flatten()
+    return int(used[0]), int(used[-1]) + 1
+
+
 def fused_head_in_row_bands(features: Sequence[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None,
                             out_weight: torch.Tensor, out_bias: torch.Tensor | None,
                             scale_weights: torch.Tensor | None = None, rows: int | None = None,
@@ -380,10 +389,8 @@ def fused_head_in_row_bands(features: Sequence[torch.Tensor], weight: torch.Tens
         r1 = min(height, r0 + rows)
         taps = []  # per low-resolution scale: the band's rows of A_h, cut to the source rows they use
         for s, z, a_h in low:
-            a_band = a_h[r0:r1]
-            used = torch.nonzero(a_band.abs().sum(dim=0)).flatten()
-            c0, c1 = int(used[0]), int(used[-1]) + 1
-            taps.append((s, z[:, :, c0:c1], a_band[:, c0:c1]))
+            c0, c1 = band_source_rows(int(a_h.shape[1]), height, r0, r1)
+            taps.append((s, z[:, :, c0:c1], a_h[r0:r1, c0:c1]))
         for b in range(batch):  # one image at a time: the band of one image is what fits in cache
             band = F.conv2d(x_high[b : b + 1, :, r0:r1], w_high, bias)
             for s, z, a_band in taps:
@@ -463,23 +470,24 @@ class HRHead(nn.Module):
         )
 
     @staticmethod
-    def _row_bands(features: Sequence[torch.Tensor], rest: Sequence[nn.Module]) -> bool:
+    def _row_bands(features: Sequence[torch.Tensor], rest: Sequence[nn.Module]) -> list[bool] | None:
         """Whether the inference path :func:`fused_head_in_row_bands` applies: no autograd, plain CPU execution
         (no FLOP counter or tracer watching), maps not in channels_last and taller than one band, and the layers
-        after the folded BatchNorm exactly ``ReLU -> Conv1x1``."""
+        after the folded BatchNorm exactly ``ReLU -> Conv1x1``. Returns the low-resolution plan if so, else
+        ``None``."""
         if torch.is_grad_enabled() or len(rest) != 3 or type(rest[1]) is not nn.ReLU:
-            return False
+            return None
         last = rest[2]
         if type(last) is not nn.Conv2d or last.kernel_size != (1, 1) or last.stride != (1, 1) or last.groups != 1:
-            return False
+            return None
         f0 = features[0]
         channels_last = any(is_channels_last(f) for f in features)  # the NHWC regime keeps the unbanded path
         if f0.device.type != "cpu" or channels_last or _dispatch_mode_active():
-            return False
+            return None
         plan = low_resolution_scales([int(f.shape[1]) for f in features], int(last.in_channels),
                                      [f.shape[-2:] for f in features])
         rows = row_band_height(int(last.in_channels), int(f0.shape[-1]), f0.element_size())
-        return not plan[0] and int(f0.shape[-2]) > rows
+        return plan if not plan[0] and int(f0.shape[-2]) > rows else None
 
     def forward(self, features: Sequence[torch.Tensor], scale_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Logits at scale 0's resolution from the multi-scale ``features`` (fine to coarse).
@@ -495,10 +503,12 @@ class HRHead(nn.Module):
             return self.last_layer(torch.cat(upsampled, dim=1))
         first, *rest = self.last_layer
         bn = rest[0] if rest and isinstance(rest[0], nn.BatchNorm2d) and eval_batchnorm_fold(rest[0]) else None
-        if bn is not None and self._row_bands(features, rest):
+        plan = self._row_bands(features, rest) if bn is not None else None
+        if plan is not None:
             weight, bias = fold_batchnorm_into_conv(first.weight, first.bias, bn)
             last = rest[2]
-            return fused_head_in_row_bands(features, weight, bias, last.weight, last.bias, scale_weights)
+            return fused_head_in_row_bands(features, weight, bias, last.weight, last.bias, scale_weights,
+                                           low_res=plan)
         if isinstance(first, MultiScaleConv1x1):
             x = first(features, scale_weights, bn)
         else:  # e.g. a module pickled before MultiScaleConv1x1 existed

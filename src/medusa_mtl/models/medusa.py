@@ -201,6 +201,14 @@ class MedusaHead(nn.Module):
         return maps
 
 
+def _unstack(tasks: Sequence[str], stacked: Sequence[torch.Tensor],
+             features: Sequence[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+    """``{task: [per-scale map]}`` from maps stacked along channels task by task (``C_s`` channels each, the
+    backbone's widths)."""
+    return {t: [x[:, i * f.shape[1] : (i + 1) * f.shape[1]] for x, f in zip(stacked, features)]
+            for i, t in enumerate(tasks)}
+
+
 class Medusa(IndependentHeadsModel):
     """Shared multi-scale backbone + one independent :class:`MedusaHead` per supervised task.
 
@@ -249,9 +257,7 @@ class Medusa(IndependentHeadsModel):
         """
         if not self.sfa or not tasks:
             return {}
-        stacked = self.stacked_attention(tasks, features)
-        return {t: [x[:, i * f.shape[1] : (i + 1) * f.shape[1]] for x, f in zip(stacked, features)]
-                for i, t in enumerate(tasks)}
+        return _unstack(tasks, self.stacked_attention(tasks, features), features)
 
     def stacked_attention(self, tasks: Sequence[str], features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Per scale, the SFA outputs of ``tasks`` stacked along channels: ``[B, T * C_s, H_s, W_s]``, task
@@ -345,9 +351,7 @@ class Medusa(IndependentHeadsModel):
         if not is_channels_last(features[0]) and self._blocks_batchable(tasks):
             stacked = (self.stacked_attention(tasks, features) if self.sfa
                        else [f.repeat(1, len(tasks), 1, 1) for f in features])
-            stacked = self.stacked_blocks(tasks, stacked)
-            task_feats = {t: [x[:, i * f.shape[1] : (i + 1) * f.shape[1]] for x, f in zip(stacked, features)]
-                          for i, t in enumerate(tasks)}
+            task_feats = _unstack(tasks, self.stacked_blocks(tasks, stacked), features)
         elif self._sfa_batchable(tasks):
             attended = self.shared_feature_attention(tasks, features)
         out: dict[str, Any] = {}
