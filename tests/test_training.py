@@ -142,31 +142,53 @@ def test_evaluate_module_equals_trainer_test(synth: dict[str, Path], tmp_path: P
 def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     profile = tmp_path / "tiny.yaml"
     profile.write_text(
-        "profile: tiny\nseed: 3\n"
+        "profile: tiny\nseed: 3\nseeds: [0, 1]\n"
         "data:\n  nyud: {num_train: 8, num_val: 2, size: [64, 64]}\n"
         "  pascal: {num_train: 8, num_val: 2, size: [64, 64]}\n"
         "loader: {batch_size: 4, num_workers: 0, val_fraction: 0.25}\n"
+        "pretrain: {size: [64, 64], num_images: 32, epochs: 1, batch_size: 16}\n"
         "mtl: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}\n"
         "st_pascal: {epochs: 1, optimizer: sgd, lr: 1.0e-2, momentum: 0.9, weight_decay: 1.0e-4}\n"
         "ufl: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}\n"
+        "one_seed: [ufl/mt_baseline]\nscratch_check: [nyud/mt_baseline]\n"
         "predict_images: 1\n"
     )
     args = ["benchmark", "--profile", str(profile), "--out", str(tmp_path / "res"), "--data-dir",
-            str(tmp_path / "data"), "--models", "mt_baseline", "--jobs", "1", "--skip-resources", "--no-progress"]
+            str(tmp_path / "data"), "--pretrain-cache", str(tmp_path / "pretrained"), "--models", "mt_baseline",
+            "--jobs", "1", "--skip-resources", "--no-progress"]
     assert cli_main(args) == 0
     report = (tmp_path / "res" / "REPORT.md").read_text()
     assert "| ST baseline | HRHead |" in report and "| MT baseline | HRHead |" in report
+    assert "| trivial predictor (constant) |" in report and "## Claims" in report
+    assert "## Pretrained backbone" in report and "from scratch" in report
     results = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert results["profile"] == "tiny" and results["wall_time_s"] > 0
     assert results["provenance"]["profile"] == "tiny" and results["provenance"]["seed"] == 3
     assert "torch" in results["provenance"]["versions"]
+    assert set(results["trivial"]) == {"nyud", "pascal"}
+    assert set(results["trivial"]["nyud"]) == {"semseg", "depth"}
+    runs = {r["name"]: r for r in results["runs"]}
+    # two seeds of every row except the one-seed UFL row, plus the from-scratch twin of the MT baseline
+    assert set(runs) == {"nyud/single_task/s0", "nyud/single_task/s1", "nyud/mt_baseline/s0", "nyud/mt_baseline/s1",
+                         "pascal/single_task/s0", "pascal/single_task/s1", "ufl/mt_baseline/s0",
+                         "nyud/mt_baseline_scratch/s0"}
+    entry = runs["nyud/mt_baseline/s1"]
+    assert {"name", "dataset", "model", "n_e", "seed", "ufl", "metrics", "delta_m"} <= set(entry)
+    assert entry["seed"] == 1 and entry["ufl"] is False and entry["pretrained"] is True
+    assert runs["nyud/mt_baseline_scratch/s0"]["pretrained"] is False and runs["ufl/mt_baseline/s0"]["ufl"]
     rows = {r["key"]: r for r in results["tables"]["mtl"]}
-    assert rows["nyud/single_task"]["delta_m"] == 0.0
-    assert rows["nyud/mt_baseline"]["semseg_miou"] == results["runs"]["nyud/mt_baseline"]["test"]["semseg"]["mIoU"]
+    assert rows["nyud/mt_baseline"]["semseg_miou"] == [runs[f"nyud/mt_baseline/s{s}"]["metrics"]["semseg"]["mIoU"]
+                                                       for s in (0, 1)]
+    # Δm against the single-task metrics averaged over seeds: the ST row's Δm values sum to zero per task
+    assert sum(rows["nyud/single_task"]["delta_m"]) == pytest.approx(0.0, abs=1e-9)
     assert {r["key"] for r in results["tables"]["ufl"]} == {"single_task", "ufl/mt_baseline"}
-    # a second invocation reuses every finished run (nothing retrained)
-    mtime = (tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "result.json").stat().st_mtime
+    # two seeds of the same row differ (the seed reaches initialisation and data order)
+    assert runs["nyud/mt_baseline/s0"]["metrics"] != runs["nyud/mt_baseline/s1"]["metrics"]
+    # a second invocation reuses every finished run (nothing retrained) and the cached pretrained backbone
+    result = tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json"
+    mtime = result.stat().st_mtime
     assert cli_main(args) == 0
-    assert (tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "result.json").stat().st_mtime == mtime
+    assert result.stat().st_mtime == mtime
 
 
 def test_last_checkpoint_advances_when_validation_gets_worse(synth: dict[str, Path], tmp_path: Path,

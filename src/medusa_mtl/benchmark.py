@@ -1,4 +1,4 @@
-"""The main job: ``medusa benchmark --profile quick|full --out results/``.
+"""The main job: ``medusa benchmark --profile quick|standard|full --out results/``.
 
 1. Generates the synthetic NYUD and PASCAL datasets if they are absent (SYNTHETIC.md).
 2. Trains ST, MT baseline, MTAN, PAD-Net, MTI-Net and Medusa (MTAN/PAD-Net/MTI-Net/Medusa with and without
@@ -20,7 +20,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
@@ -48,9 +48,9 @@ METHODS: list[tuple[str, str, str, bool]] = [
 
 @dataclass
 class Run:
-    """One training run of the benchmark."""
+    """One training run of the benchmark (one seed of one row)."""
 
-    key: str
+    key: str  # "<base>/s<seed>": also the run's folder under runs/
     group: str  # "mtl", "st_pascal" or "ufl"
     model: str
     label: str
@@ -59,12 +59,16 @@ class Run:
     tasks: list[str]
     aux_tasks: list[str] | None = None
     ne: bool = False
-    source: str | None = None  # UFL: key of the NYUD run whose backbone is frozen
+    source: str | None = None  # UFL: key of the NYUD run (same seed) whose backbone is frozen
+    seed: int = 0
+    base: str = ""  # the table row: "nyud/medusa_ne", "ufl/medusa", "pascal/single_task", ...
+    pretrained: bool = True  # start from the profile's pretrained backbone (when the profile has one)
+    scratch_check: bool = False  # the from-scratch twin of a row, for the pretraining comparison
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_profile(name: str) -> dict[str, Any]:
-    """A benchmark profile by name (``quick``, ``full``) or path to a YAML file."""
+    """A benchmark profile by name (``quick``, ``standard``, ``full``) or path to a YAML file."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
@@ -81,25 +85,55 @@ def load_profile(name: str) -> dict[str, Any]:
     for key in ("profile", "seed", "data", "loader", "mtl", "st_pascal", "ufl"):
         if key not in profile:
             raise ConfigError(f"profile {name!r} lacks the key {key!r}")
+    seeds = profile.setdefault("seeds", [profile["seed"]])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"profile {name!r}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    for key in ("one_seed", "skip", "scratch_check"):
+        value = profile.setdefault(key, [])
+        if not isinstance(value, list):
+            raise ConfigError(f"profile {name!r}: {key!r} must be a list of row names, got {value!r}")
     return profile
 
 
-def plan_runs(methods: list[str] | None = None) -> list[Run]:
-    """Every run of the benchmark, in an order where UFL sources come first."""
-    runs: list[Run] = []
+def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None = None) -> list[Run]:
+    """Every run of the benchmark, in an order where UFL sources come first.
+
+    ``profile`` decides the seeds (``seeds``), the rows run with the first seed only (``one_seed``), rows
+    left out (``skip``) and rows also trained from scratch with the first seed (``scratch_check``).
+    """
+    profile = profile or {}
+    seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
+    one_seed = set(profile.get("one_seed") or [])
+    skip = set(profile.get("skip") or [])
+    scratch = set(profile.get("scratch_check") or [])
+    rows: list[Run] = []  # one template per row (seed filled in below)
     chosen = [m for m in METHODS if methods is None or m[0] in methods]
     for name, label, head, ne in chosen:
-        runs.append(Run(f"nyud/{name}", "mtl", name, label, head, "nyud", list(NYUD_MAIN)))
+        rows.append(Run("", "mtl", name, label, head, "nyud", list(NYUD_MAIN), base=f"nyud/{name}"))
         if ne:
-            runs.append(Run(f"nyud/{name}_ne", "mtl", name, label, head, "nyud", list(NYUD_MAIN),
-                            aux_tasks=list(NYUD_NE), ne=True))
-    runs.append(Run("pascal/single_task", "st_pascal", "single_task", "ST baseline", "HRHead", "pascal",
-                    list(UFL_TASKS)))
+            rows.append(Run("", "mtl", name, label, head, "nyud", list(NYUD_MAIN), aux_tasks=list(NYUD_NE), ne=True,
+                            base=f"nyud/{name}_ne"))
+    rows.append(Run("", "st_pascal", "single_task", "ST baseline", "HRHead", "pascal", list(UFL_TASKS),
+                    base="pascal/single_task"))
     for name, label, head, ne in chosen:
         if name == "single_task":
             continue
         source = f"nyud/{name}_ne" if ne else f"nyud/{name}"
-        runs.append(Run(f"ufl/{name}", "ufl", name, label, head, "pascal", list(UFL_TASKS), source=source))
+        rows.append(Run("", "ufl", name, label, head, "pascal", list(UFL_TASKS), source=source, base=f"ufl/{name}"))
+    runs: list[Run] = []
+    kept = {r.base for r in rows if r.base not in skip}
+    for row in rows:
+        if row.base not in kept or (row.source and row.source not in kept):
+            continue
+        single = row.base in one_seed or (row.source is not None and row.source in one_seed)
+        for seed in seeds[:1] if single else seeds:
+            source = f"{row.source}/s{seed}" if row.source else None
+            runs.append(replace(row, key=f"{row.base}/s{seed}", seed=seed, source=source,
+                                extra={"one_seed": single}))
+        if row.base in scratch and row.group == "mtl":
+            base = f"{row.base}_scratch"
+            runs.append(replace(row, key=f"{base}/s{seeds[0]}", base=base, seed=seeds[0], pretrained=False,
+                                scratch_check=True, extra={"one_seed": True}))
     return runs
 
 
@@ -137,10 +171,11 @@ def ensure_dataset(root: Path, dataset: str, spec: dict[str, Any], seed: int, lo
     log(f"  done in {time.time() - t0:.1f} s")
 
 
-def _fingerprint(run: Run, profile: dict[str, Any]) -> str:
+def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None) -> str:
     group = run.group
     relevant = {"run": asdict(run), "data": profile["data"], "loader": profile["loader"],
-                "optim": profile[group], "seed": profile["seed"]}
+                "optim": profile[group], "seed": profile["seed"],
+                "pretrained": Path(pretrained_file).name if pretrained_file else None}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -149,8 +184,13 @@ def _scalars(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: Path,
-                results: dict[str, dict[str, Any]], log: Any, progress: bool = True) -> dict[str, Any]:
-    """Train, select on the held-out split, test; returns (and caches) the run's result record."""
+                results: dict[str, dict[str, Any]], log: Any, progress: bool = True,
+                pretrained_file: str | None = None) -> dict[str, Any]:
+    """Train, select on the held-out split, test; returns (and caches) the run's result record.
+
+    The training seed is ``run.seed`` (initialisation, data order, augmentation); the dataset and the
+    held-out split depend on the profile's ``seed`` only, so every seed of a row sees the same data.
+    """
     import lightning as L
 
     from .evaluation import evaluate_module, load_module
@@ -159,7 +199,8 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
 
     run_dir = out / "runs" / run.key
     record_path = run_dir / "result.json"
-    fingerprint = _fingerprint(run, profile)
+    init_file = pretrained_file if (run.pretrained and run.group != "ufl") else None
+    fingerprint = _fingerprint(run, profile, init_file)
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         if record.get("fingerprint") == fingerprint:
@@ -167,8 +208,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
             return record
     optim = dict(profile[run.group])
     epochs = int(optim.pop("epochs"))
-    seed = int(profile["seed"])
-    L.seed_everything(seed, workers=True)
+    L.seed_everything(run.seed, workers=True)
     if run.group == "ufl":
         source = results.get(run.source or "")
         if source is None:
@@ -176,13 +216,14 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         module = ufl_module_from_checkpoint(source["best_ckpt"], run.tasks, run.dataset, **optim)
     else:
         module = MultiTaskModule(arch=run.model, tasks=run.tasks, aux_tasks=run.aux_tasks, dataset=run.dataset,
-                                 **optim)
+                                 pretrained_file=init_file, **optim)
     spec = profile["data"][run.dataset]
     loader = profile["loader"]
     data = MultiTaskDataModule(
         dataset=run.dataset, root=str(roots[run.dataset]), size=tuple(spec["size"]),
-        batch_size=int(loader["batch_size"]), num_workers=int(loader["num_workers"]),
-        val_fraction=float(loader["val_fraction"]), seed=seed,
+        batch_size=int(loader["batch_size"]), eval_batch_size=int(loader.get("eval_batch_size", 0)) or None,
+        num_workers=int(loader["num_workers"]), val_fraction=float(loader["val_fraction"]),
+        seed=int(profile["seed"]),
     )
     from .training import EpochSummary
 
@@ -202,6 +243,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     test_metrics = evaluate_module(best_module, data.test_dataloader())
     record = {
         "key": run.key, "run": asdict(run), "fingerprint": fingerprint, "epochs": epochs, "optim": optim,
+        "seed": run.seed, "pretrained_file": init_file,
         "best_ckpt": str(best), "best_epoch": _ckpt_epoch(best),
         "params": sum(p.numel() for p in best_module.net.parameters()),
         "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
@@ -236,6 +278,40 @@ def _fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None, 0
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return mean, None, 1
+    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+    return mean, var**0.5, len(vals)
+
+
+def _fmt_ms(values: list[float | None], digits: int = 2, sign: bool = False) -> str:
+    """``mean ± std`` over seeds (just the value for one seed)."""
+    mean, std, n = _mean_std(values)
+    if mean is None:
+        return "—"
+    text = _fmt(mean, digits, sign)
+    return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def _reference(records: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]] | None:
+    """The Δm reference: single-task metrics averaged over the single-task runs' seeds."""
+    from .tasks import get_task
+
+    if not records:
+        return None
+    ref: dict[str, dict[str, float]] = {}
+    for t in tasks:
+        key = get_task(t).dm_metric
+        vals = [float(r["test"][t][key]) for r in records]
+        ref[t] = {key: sum(vals) / len(vals)}
+    return ref
+
+
 def _safe_delta_m(record: dict[str, Any] | None, reference: dict[str, Any] | None, tasks: list[str]) -> float | None:
     """Δm, or None where it is undefined (a missing run, or a single-task reference of 0 after a tiny run)."""
     if record is None or reference is None:
@@ -246,103 +322,271 @@ def _safe_delta_m(record: dict[str, Any] | None, reference: dict[str, Any] | Non
         return None
 
 
+def _by_base(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[str, list[tuple[Run, dict[str, Any]]]]:
+    groups: dict[str, list[tuple[Run, dict[str, Any]]]] = {}
+    for run in runs:
+        if run.key in results:
+            groups.setdefault(run.base, []).append((run, results[run.key]))
+    return groups
+
+
 def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[str, Any]:
-    """The MTL and UFL tables (rows of numbers; Δm computed against the ST runs)."""
-    st_nyud = results.get("nyud/single_task")
-    st_pascal = results.get("pascal/single_task")
-    ref_nyud = st_nyud["test"] if st_nyud else None
-    ref_pascal = st_pascal["test"] if st_pascal else None
-    mtl_rows = []
+    """The MTL and UFL tables (one row per model setting, seeds aggregated) and one entry per run.
+
+    Δm is computed per run against the single-task networks' metrics averaged over their seeds; a row shows
+    the mean and (with several seeds) the standard deviation of its runs.
+    """
+    groups = _by_base(results, runs)
+    ref_nyud = _reference([r for _, r in groups.get("nyud/single_task", [])], NYUD_MAIN)
+    ref_pascal = _reference([r for _, r in groups.get("pascal/single_task", [])], UFL_TASKS)
+    run_entries: list[dict[str, Any]] = []
+    dm_of: dict[str, float | None] = {}
     for run in runs:
-        if run.group != "mtl" or run.key not in results:
+        rec = results.get(run.key)
+        if rec is None:
             continue
-        rec = results[run.key]
-        dm = _safe_delta_m(rec, ref_nyud, NYUD_MAIN)
-        mtl_rows.append({"key": run.key, "model": run.label, "head": run.head, "ne": run.ne,
-                         "semseg_miou": _metric(rec, "semseg"), "depth_rmse": _metric(rec, "depth"),
-                         "delta_m": dm, "params_m": rec["params"] / 1e6, "train_time_s": rec["train_time_s"]})
-    ufl_rows = []
-    if st_nyud and st_pascal:
-        ufl_rows.append({"key": "single_task", "model": "ST baseline",
-                         "nyud_semseg": _metric(st_nyud, "semseg"), "nyud_depth": _metric(st_nyud, "depth"),
-                         "nyud_delta_m": 0.0, "pascal_parts": _metric(st_pascal, "human_parts"),
-                         "pascal_sal": _metric(st_pascal, "sal"), "pascal_delta_m": 0.0})
-    for run in runs:
-        if run.group != "ufl" or run.key not in results:
-            continue
-        rec, src = results[run.key], results.get(run.source or "")
-        ufl_rows.append({
-            "key": run.key, "model": run.label, "source": run.source,
-            "nyud_semseg": _metric(src, "semseg"), "nyud_depth": _metric(src, "depth"),
-            "nyud_delta_m": _safe_delta_m(src, ref_nyud, NYUD_MAIN),
-            "pascal_parts": _metric(rec, "human_parts"), "pascal_sal": _metric(rec, "sal"),
-            "pascal_delta_m": _safe_delta_m(rec, ref_pascal, UFL_TASKS),
-            "trainable_params_m": rec["trainable_params"] / 1e6,
+        if run.group == "mtl":
+            dm = _safe_delta_m(rec, ref_nyud, NYUD_MAIN)
+        else:
+            dm = _safe_delta_m(rec, ref_pascal, UFL_TASKS)
+        dm_of[run.key] = dm
+        run_entries.append({
+            "name": run.key, "row": run.base, "dataset": run.dataset, "model": run.model, "n_e": run.ne,
+            "seed": run.seed, "ufl": run.group == "ufl", "pretrained": run.pretrained and run.group != "ufl",
+            "source": run.source, "metrics": _scalars(rec["test"]), "delta_m": dm,
+            "params": rec["params"], "trainable_params": rec["trainable_params"],
+            "train_time_s": rec["train_time_s"],
         })
-    return {"mtl": mtl_rows, "ufl": ufl_rows}
+
+    def seeds_of(items: list[tuple[Run, dict[str, Any]]]) -> list[int]:
+        return [run.seed for run, _ in items]
+
+    mtl_rows, scratch_rows, ufl_rows = [], [], []
+    seen: set[str] = set()
+    for run in runs:
+        if run.group != "mtl" or run.base in seen or run.base not in groups:
+            continue
+        seen.add(run.base)
+        items = groups[run.base]
+        row = {
+            "key": run.base, "model": run.label, "head": run.head, "ne": run.ne, "seeds": seeds_of(items),
+            "one_seed": bool(run.extra.get("one_seed")), "pretrained": run.pretrained,
+            "semseg_miou": [_metric(r, "semseg") for _, r in items],
+            "depth_rmse": [_metric(r, "depth") for _, r in items],
+            "delta_m": [dm_of[r.key] for r, _ in items],
+            "params_m": items[0][1]["params"] / 1e6,
+            "train_time_s": sum(r["train_time_s"] for _, r in items) / len(items),
+        }
+        (scratch_rows if run.scratch_check else mtl_rows).append(row)
+    st_nyud, st_pascal = groups.get("nyud/single_task", []), groups.get("pascal/single_task", [])
+    if st_nyud and st_pascal:
+        ufl_rows.append({
+            "key": "single_task", "model": "ST baseline", "seeds": seeds_of(st_pascal), "one_seed": False,
+            "nyud_semseg": [_metric(r, "semseg") for _, r in st_nyud],
+            "nyud_depth": [_metric(r, "depth") for _, r in st_nyud],
+            "nyud_delta_m": [dm_of[r.key] for r, _ in st_nyud],
+            "pascal_parts": [_metric(r, "human_parts") for _, r in st_pascal],
+            "pascal_sal": [_metric(r, "sal") for _, r in st_pascal],
+            "pascal_delta_m": [dm_of[r.key] for r, _ in st_pascal],
+        })
+    seen = set()
+    for run in runs:
+        if run.group != "ufl" or run.base in seen or run.base not in groups:
+            continue
+        seen.add(run.base)
+        items = groups[run.base]
+        sources = [results.get(r.source or "") for r, _ in items]
+        ufl_rows.append({
+            "key": run.base, "model": run.label, "source": run.source.rsplit("/s", 1)[0] if run.source else None,
+            "seeds": seeds_of(items), "one_seed": bool(run.extra.get("one_seed")),
+            "nyud_semseg": [_metric(s, "semseg") for s in sources],
+            "nyud_depth": [_metric(s, "depth") for s in sources],
+            "nyud_delta_m": [_safe_delta_m(s, ref_nyud, NYUD_MAIN) for s in sources],
+            "pascal_parts": [_metric(r, "human_parts") for _, r in items],
+            "pascal_sal": [_metric(r, "sal") for _, r in items],
+            "pascal_delta_m": [dm_of[r.key] for r, _ in items],
+            "trainable_params_m": items[0][1]["trainable_params"] / 1e6,
+        })
+    return {"mtl": mtl_rows, "ufl": ufl_rows, "scratch": scratch_rows, "runs": run_entries}
 
 
-def mtl_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| Model | Head | N+E | Seg mIoU ↑ | Depth RMSE ↓ | Δm % ↑ | Params (M) | Train time (s) |",
-             "|---|---|:-:|--:|--:|--:|--:|--:|"]
+def _seeds_note(row: dict[str, Any]) -> str:
+    n = len(row.get("seeds") or [])
+    return f"{n}" + (" ¹" if row.get("one_seed") else "")
+
+
+def mtl_markdown(rows: list[dict[str, Any]], trivial: dict[str, Any] | None = None,
+                 flags: dict[str, dict[str, str]] | None = None) -> str:
+    flags = flags or {}
+    lines = ["| Model | Head | N+E | Seeds | Seg mIoU ↑ | Depth RMSE ↓ | Δm % ↑ | Params (M) | Train time (s) |",
+             "|---|---|:-:|:-:|--:|--:|--:|--:|--:|"]
+    if trivial:
+        lines.append(f"| trivial predictor (constant) | — | | — | {_fmt(trivial['semseg']['mIoU'])} | "
+                     f"{_fmt(trivial['depth']['rmse'], 3)} | | 0 | 0 |")
     for r in rows:
-        lines.append(f"| {r['model']} | {r['head']} | {'✓' if r['ne'] else ''} | {_fmt(r['semseg_miou'])} | "
-                     f"{_fmt(r['depth_rmse'], 3)} | {_fmt(r['delta_m'], 2, True)} | {r['params_m']:.2f} | "
+        f = flags.get(r["key"], {})
+        lines.append(f"| {r['model']} | {r['head']} | {'✓' if r['ne'] else ''} | {_seeds_note(r)} | "
+                     f"{_fmt_ms(r['semseg_miou'])}{f.get('semseg', '')} | {_fmt_ms(r['depth_rmse'], 3)}"
+                     f"{f.get('depth', '')} | {_fmt_ms(r['delta_m'], 2, True)} | {r['params_m']:.2f} | "
                      f"{r['train_time_s']:.0f} |")
     return "\n".join(lines)
 
 
-def ufl_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| Model | NYUD Seg ↑ | NYUD Depth ↓ | NYUD Δm % | PASCAL Parts ↑ | PASCAL Sal ↑ | PASCAL Δm % |",
-             "|---|--:|--:|--:|--:|--:|--:|"]
+def ufl_markdown(rows: list[dict[str, Any]], trivial: dict[str, Any] | None = None,
+                 flags: dict[str, dict[str, str]] | None = None) -> str:
+    flags = flags or {}
+    lines = ["| Model | Seeds | NYUD Seg ↑ | NYUD Depth ↓ | NYUD Δm % | PASCAL Parts ↑ | PASCAL Sal ↑ | PASCAL Δm % |",
+             "|---|:-:|--:|--:|--:|--:|--:|--:|"]
+    if trivial and "nyud" in trivial and "pascal" in trivial:
+        tn, tp = trivial["nyud"], trivial["pascal"]
+        lines.append(f"| trivial predictor (constant) | — | {_fmt(tn['semseg']['mIoU'])} | "
+                     f"{_fmt(tn['depth']['rmse'], 3)} | | {_fmt(tp['human_parts']['mIoU'])} | "
+                     f"{_fmt(tp['sal']['mIoU'])} | |")
     for r in rows:
-        lines.append(f"| {r['model']} | {_fmt(r['nyud_semseg'])} | {_fmt(r['nyud_depth'], 3)} | "
-                     f"{_fmt(r['nyud_delta_m'], 2, True)} | {_fmt(r['pascal_parts'])} | {_fmt(r['pascal_sal'])} | "
-                     f"{_fmt(r['pascal_delta_m'], 2, True)} |")
+        f = flags.get(r["key"], {})
+        lines.append(f"| {r['model']} | {_seeds_note(r)} | {_fmt_ms(r['nyud_semseg'])} | "
+                     f"{_fmt_ms(r['nyud_depth'], 3)} | {_fmt_ms(r['nyud_delta_m'], 2, True)} | "
+                     f"{_fmt_ms(r['pascal_parts'])}{f.get('human_parts', '')} | {_fmt_ms(r['pascal_sal'])}"
+                     f"{f.get('sal', '')} | {_fmt_ms(r['pascal_delta_m'], 2, True)} |")
+    return "\n".join(lines)
+
+
+def learned_flags(tables: dict[str, Any], trivial: dict[str, dict[str, Any]] | None
+                  ) -> tuple[dict[str, dict[str, dict[str, str]]], list[dict[str, Any]]]:
+    """Compare every row with the trivial predictor (:data:`medusa_mtl.claims.LEARNED_CRITERIA`).
+
+    Returns the markers to print next to numbers (``"mtl"``/``"ufl"`` -> row key -> task -> marker) and one
+    check per (row, task) with the worst seed's ratio to the trivial value.
+    """
+    from .claims import LEARNED_CRITERIA, learned
+
+    flags: dict[str, dict[str, dict[str, str]]] = {"mtl": {}, "ufl": {}}
+    checks: list[dict[str, Any]] = []
+    if not trivial:
+        return flags, checks
+    columns = {"mtl": [("semseg", "nyud", "semseg_miou"), ("depth", "nyud", "depth_rmse")],
+               "ufl": [("human_parts", "pascal", "pascal_parts"), ("sal", "pascal", "pascal_sal")]}
+    for table, cols in columns.items():
+        for row in tables.get(table, []) + (tables.get("scratch", []) if table == "mtl" else []):
+            for task, ds, col in cols:
+                values = [v for v in row.get(col) or [] if v is not None]
+                if not values or task not in trivial.get(ds, {}):
+                    continue
+                metric, factor = LEARNED_CRITERIA[task]
+                triv = float(trivial[ds][task][metric])
+                results = [learned(task, v, triv) for v in values]
+                worst = max(r[1] for r in results) if task == "depth" else min(r[1] for r in results)
+                ok = all(r[0] for r in results)
+                checks.append({"row": row["key"], "model": row["model"], "task": task, "metric": metric,
+                               "trivial": triv, "worst_ratio": worst, "required": factor, "learned": ok})
+                if not ok:
+                    near = (worst >= 0.9 if task == "depth" else worst <= 1.1)
+                    flags[table].setdefault(row["key"], {})[task] = " (trivial level)" if near else " (below target)"
+    return flags, checks
+
+
+def _checks_markdown(checks: list[dict[str, Any]]) -> str:
+    lines = ["| Row | Task | Trivial | Worst seed / trivial | Required | Learned |", "|---|---|--:|--:|--:|:-:|"]
+    for c in checks:
+        op = "≤" if c["task"] == "depth" else "≥"
+        lines.append(f"| {c['model']} (`{c['row']}`) | {c['task']} {c['metric']} | {c['trivial']:.3f} | "
+                     f"{c['worst_ratio']:.2f}x | {op} {c['required']}x | {'yes' if c['learned'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def _scratch_markdown(tables: dict[str, Any]) -> str:
+    rows = {r["key"]: r for r in tables["mtl"]}
+    lines = ["| Run | Init | Seg mIoU ↑ | Depth RMSE ↓ | Δm % ↑ |", "|---|---|--:|--:|--:|"]
+    for r in tables.get("scratch", []):
+        twin = rows.get(r["key"].removesuffix("_scratch"))
+        if twin is None:
+            continue
+        seed = r["seeds"][0]
+        i = twin["seeds"].index(seed) if seed in twin["seeds"] else 0
+        for label, row, j in (("pretrained backbone", twin, i), ("from scratch", r, 0)):
+            lines.append(f"| {row['model']}{' (N+E)' if row['ne'] else ''}, seed {seed} | {label} | "
+                         f"{_fmt(row['semseg_miou'][j])} | {_fmt(row['depth_rmse'][j], 3)} | "
+                         f"{_fmt(row['delta_m'][j], 2, True)} |")
     return "\n".join(lines)
 
 
 def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], results: dict[str, Any],
                  extras: dict[str, Any], prov: dict[str, Any]) -> Path:
     """Write ``REPORT.md`` from measured numbers only."""
+    from .claims import claims_markdown
+
     d = profile["data"]
     some = next(iter(results.values()), None)
+    trivial = extras.get("trivial")
+    flags = extras.get("flags") or {}
+    pre = extras.get("pretrain")
+    seeds = profile.get("seeds") or [profile["seed"]]
+    init = ("HRNet-W18-small-v2 initialised from the shared pretrained backbone (below)" if pre
+            else "HRNet-W18-small-v2 from scratch")
     lines = [
         f"# medusa-mtl benchmark report — profile `{profile['profile']}`",
         "",
         f"Written by `medusa benchmark --profile {profile['profile']}` on {prov['time_utc']} "
-        f"(seed {profile['seed']}, torch {prov['versions']['torch']}, timm {prov['versions']['timm']}, "
-        f"device {prov['device']}, total wall time {prov.get('wall_time_s', 0):.0f} s). Every number below "
-        "was measured by that run; `results.json` holds them all.",
+        f"(data seed {profile['seed']}, training seeds {seeds}, torch {prov['versions']['torch']}, "
+        f"timm {prov['versions']['timm']}, device {prov['device']}, {prov.get('cpu_count')} CPUs, "
+        f"wall time {prov.get('wall_time_s', 0):.0f} s"
+        + (f" plus {pre['wall_time_s']:.0f} s of pretraining ({'cached' if pre.get('cached') else 'this run'})"
+           if pre else "")
+        + (f", commit {prov['commit']}" if prov.get("commit") else "")
+        + "). Every number below was measured by that run; `results.json` holds them all.",
         "",
         "**Setup.** Synthetic NYUD-like rooms "
         f"({d['nyud']['num_train']} train / {d['nyud']['num_val']} test images at {_size_text(d['nyud']['size'])}) "
         "and synthetic PASCAL-like scenes with articulated figures "
-        f"({d['pascal']['num_train']} / {d['pascal']['num_val']} at {_size_text(d['pascal']['size'])}), "
-        "HRNet-W18-small-v2 from scratch. "
+        f"({d['pascal']['num_train']} / {d['pascal']['num_val']} at {_size_text(d['pascal']['size'])}); "
+        f"{init}. "
         f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}; "
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
-        f"lr {profile['st_pascal']['lr']}; UFL: {profile['ufl']['epochs']} epochs. "
-        f"Batch {profile['loader']['batch_size']}. Checkpoints are selected on a held-out "
+        f"lr {profile['st_pascal']['lr']}; UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
+        f"lr {profile['ufl']['lr']}. Batch {profile['loader']['batch_size']}. Checkpoints are selected on a held-out "
         f"{int(profile['loader']['val_fraction'] * 100)}% of train"
         + (f" ({some['num_heldout']} images)" if some else "")
-        + "; the tables report the test split (the original works selected on test).",
+        + "; the tables report the test split (the original works selected on test). "
+        "Rows show mean ± standard deviation over training seeds (same data, different initialisation of the "
+        "heads, data order and augmentation); ¹ marks rows run with one seed only. Δm of every run is "
+        "against the single-task networks' metrics averaged over their seeds. The trivial predictor is the best "
+        "constant prediction fitted on the training split and scored on the test split like a model.",
         "",
         "## Multi-task learning on synthetic NYUD (paper Table 1 format)",
         "",
         "Δm over the main tasks (semseg, depth) against the single-task networks; N+E = normals and edges as "
         "auxiliary tasks (never scored).",
         "",
-        mtl_markdown(tables["mtl"]),
+        mtl_markdown(tables["mtl"], trivial.get("nyud") if trivial else None, flags.get("mtl")),
         "",
         "## Universal feature learning on synthetic PASCAL (paper Table 2 format)",
         "",
-        "Each method's NYUD backbone (N+E where the method has that variant) is frozen; only new heads for "
-        "human parts and saliency are trained. PASCAL Δm is against PASCAL single-task networks trained fully.",
+        "Each method's NYUD backbone (N+E where the method has that variant; the same seed) is frozen; only new "
+        "heads for human parts and saliency are trained. PASCAL Δm is against PASCAL single-task networks "
+        "trained fully.",
         "",
-        ufl_markdown(tables["ufl"]),
+        ufl_markdown(tables["ufl"], trivial, flags.get("ufl")),
         "",
     ]
+    if extras.get("checks"):
+        lines += ["## Is every main task learned?", "",
+                  "Each row's worst seed against the trivial predictor (issue #10's bar: semseg mIoU ≥ 8x, "
+                  "human parts ≥ 2x, saliency ≥ 1.5x, depth RMSE ≤ 0.5x). Numbers that miss it are marked in the "
+                  "tables above: *(trivial level)* within 10 % of the constant predictor, *(below target)* "
+                  "otherwise.", "", _checks_markdown(extras["checks"]), ""]
+    if pre:
+        hist = pre.get("history") or [{}]
+        lines += ["## Pretrained backbone", "",
+                  f"`medusa pretrain` ({pre.get('objective')}) on {pre['settings']['num_images']} rendered images at "
+                  f"{pre['settings']['size'][0]}x{pre['settings']['size'][1]} from a seed stream disjoint from the "
+                  f"benchmark's datasets, {pre['settings']['epochs']} epochs, {pre['wall_time_s']:.0f} s "
+                  f"(counted separately from the benchmark's wall time); held-out presence accuracy "
+                  f"{hist[-1].get('holdout_accuracy', float('nan')):.3f}. File `{pre['file']}`; every method "
+                  "starts from it."]
+        if tables.get("scratch"):
+            lines += ["", "Does it help? The same model and seed, pretrained vs from scratch:", "",
+                      _scratch_markdown(tables)]
+        lines.append("")
     if extras.get("resources_md"):
         lines += ["## Resources (NYUD setting, 480x640, from `medusa resources`)", "",
                   extras["resources_md"].strip(), ""]
@@ -352,14 +596,14 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         lines += ["## Example predictions (Medusa, N+E)", ""]
         lines += [f"![{p}]({p})" for p in extras["predictions"]]
         lines.append("")
-    lines += [
-        "## Reading these numbers",
-        "",
-        "The quick profile trains for a few minutes from scratch on small images, so differences of a few "
-        "points are within run-to-run noise; the `full` profile is the one where orderings mean something. "
-        "No number is tuned towards an expected ordering: all methods share data, schedule and optimiser.",
-        "",
-    ]
+    if extras.get("claims") is not None:
+        lines += ["## Claims", "",
+                  "Each claim of the paper against this run's numbers. Differences are of means over seeds, with "
+                  "a 95 % Welch t interval from the seed-to-seed spread (a one-seed row borrows the other row's "
+                  "variance). With few seeds the intervals are wide: *not resolved* means this run cannot "
+                  "tell, not that the claim is false.", "",
+                  claims_markdown(extras["claims"]) if extras["claims"] else "(no claim could be checked: rows "
+                  "missing)", ""]
     path = out / "REPORT.md"
     tmp = path.with_name(".REPORT.md.tmp")
     tmp.write_text("\n".join(lines))
@@ -377,6 +621,8 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the profile's seed")
     parser.add_argument("--no-progress", action="store_true", help="no per-batch progress bars")
     parser.add_argument("--skip-resources", action="store_true", help="do not run the resource report")
+    parser.add_argument("--pretrain-cache", default="data/pretrained",
+                        help="where the shared pretrained backbone is cached (see `medusa pretrain`)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs trained at once, one torch thread each (default: 2 on a multi-core CPU, 1 on GPU)")
 
@@ -406,11 +652,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     seed = int(profile["seed"])
+    pretrained_file, pre_record = _pretrained_backbone(profile, Path(args.pretrain_cache), log)
+    start = time.time()  # the pretraining is counted separately (it is cached and shared)
     data_dir = Path(args.data_dir)
     roots = {ds: dataset_root(data_dir, ds, profile["data"][ds], seed) for ds in ("nyud", "pascal")}
     for ds, root in roots.items():
         ensure_dataset(root, ds, profile["data"][ds], seed, log)
-    runs = plan_runs(methods)
+    trivial = _trivial(roots, profile, log)
+    runs = plan_runs(methods, profile)
     jobs = args.jobs if args.jobs is not None else _default_jobs()
     log(f"{len(runs)} runs, {jobs} at a time" + (" (one torch thread each)" if jobs > 1 else ""))
     results: dict[str, dict[str, Any]] = {}
@@ -424,31 +673,122 @@ def run_benchmark(args: argparse.Namespace) -> int:
                             for k, v in r.items() if k in ("mIoU", "rmse"))
         log(f"[{done}/{len(runs)}] {run.key} done: {summary} (train {rec['train_time_s']:.0f} s)")
 
-    # UFL runs need their source checkpoints: train every source (and the PASCAL references) first.
-    phases = [sorted((r for r in runs if r.group != "ufl"), key=_cost_rank), [r for r in runs if r.group == "ufl"]]
-    for phase in phases:
-        if jobs <= 1:
-            for run in phase:
-                log(f"start {run.key}: {_describe(run)}")
-                finished(run, execute_run(run, profile, roots, out, results, log, progress=not args.no_progress))
-        else:
-            _run_parallel(phase, jobs, profile, roots, out, results, log, finished)
+    # UFL runs need their source checkpoints: each starts once its source has finished.
+    ordered = sorted((r for r in runs if r.group != "ufl"), key=_cost_rank) + [r for r in runs if r.group == "ufl"]
+    if jobs <= 1:
+        for run in ordered:
+            log(f"start {run.key}: {_describe(run)}")
+            finished(run, execute_run(run, profile, roots, out, results, log, progress=not args.no_progress,
+                                      pretrained_file=pretrained_file))
+    else:
+        _run_parallel(ordered, jobs, profile, roots, out, results, log, finished, pretrained_file)
     tables = build_tables(results, runs)
-    extras: dict[str, Any] = {}
+    flags, checks = learned_flags(tables, trivial)
+    extras: dict[str, Any] = {"trivial": trivial, "flags": flags, "checks": checks, "pretrain": pre_record}
     if not args.skip_resources:
         extras.update(_resources(out, log))
     extras["predictions"] = _predictions(out, results, roots, profile, log)
-    prov = provenance(profile=profile["profile"], seed=seed, wall_time_s=round(time.time() - start, 1))
-    write_json(out / "results.json", {"provenance": prov, "profile": profile, "tables": tables,
-                                      "runs": results, "datasets": {k: str(v) for k, v in roots.items()}})
+    extras["claims"] = _claims(tables, log)
+    wall = round(time.time() - start, 1)
+    prov = provenance(profile=profile["profile"], seed=seed, seeds=profile.get("seeds"), wall_time_s=wall,
+                      commit=_git_commit())
+    write_json(out / "results.json", {
+        "profile": profile["profile"], "wall_time_s": wall,
+        "pretrain_wall_time_s": pre_record["wall_time_s"] if pre_record else None,
+        "trivial": trivial, "runs": tables["runs"], "claims": extras["claims"], "learned": checks,
+        "provenance": prov, "profile_settings": profile, "pretrain": pre_record,
+        "tables": {k: v for k, v in tables.items() if k != "runs"},
+        "run_records": results, "datasets": {k: str(v) for k, v in roots.items()},
+    })
     report = write_report(out, profile, tables, results, extras, prov)
     print()
-    print(mtl_markdown(tables["mtl"]))
+    print(mtl_markdown(tables["mtl"], trivial.get("nyud"), flags.get("mtl")))
     print()
-    print(ufl_markdown(tables["ufl"]))
+    print(ufl_markdown(tables["ufl"], trivial, flags.get("ufl")))
     print()
+    if extras["claims"]:
+        from .claims import claims_markdown
+
+        print(claims_markdown(extras["claims"]))
+        print()
     log(f"wrote {report} and {out / 'results.json'}")
     return 0
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (with ``-dirty`` when files differ from it), or None outside a git checkout."""
+    import subprocess
+
+    try:
+        root = Path(__file__).resolve().parents[2]
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _pretrained_backbone(profile: dict[str, Any], cache: Path, log: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """The shared pretrained backbone of the profile (``pretrain:``), made once and cached.
+
+    ``pretrain_prefer: <profile>`` uses that profile's backbone when it is already cached (e.g. the quick
+    profile reuses the standard profile's) and otherwise makes the profile's own, cheaper one.
+    """
+    from .pretrain import PretrainSettings, cached_path, ensure_pretrained, pretrain_record
+
+    if not profile.get("pretrain"):
+        return None, None
+    settings = PretrainSettings.from_dict(profile["pretrain"])
+    prefer = profile.get("pretrain_prefer")
+    if prefer:
+        other = load_profile(str(prefer)).get("pretrain")
+        if other:
+            path = cached_path(PretrainSettings.from_dict(other), cache)
+            if path.is_file() and path.with_suffix(".json").is_file():
+                settings = PretrainSettings.from_dict(other)
+    path = cached_path(settings, cache)
+    cached = path.is_file() and path.with_suffix(".json").is_file()
+    path = ensure_pretrained(settings, cache, log=log)
+    record = pretrain_record(path)
+    record["cached"] = cached
+    record["path"] = str(path)
+    return str(path), record
+
+
+def _trivial(roots: dict[str, Path], profile: dict[str, Any], log: Any) -> dict[str, dict[str, Any]]:
+    from .trivial import trivial_predictor
+
+    t0 = time.time()
+    out = {"nyud": trivial_predictor("nyud", roots["nyud"], NYUD_MAIN, size=profile["data"]["nyud"]["size"]),
+           "pascal": trivial_predictor("pascal", roots["pascal"], UFL_TASKS, size=profile["data"]["pascal"]["size"])}
+    log(f"trivial predictor ({time.time() - t0:.0f} s): NYUD semseg mIoU {out['nyud']['semseg']['mIoU']:.2f}, "
+        f"depth RMSE {out['nyud']['depth']['rmse']:.3f}; PASCAL parts mIoU {out['pascal']['human_parts']['mIoU']:.2f}, "
+        f"sal mIoU {out['pascal']['sal']['mIoU']:.2f}")
+    return out
+
+
+def _claims(tables: dict[str, Any], log: Any) -> list[dict[str, Any]]:
+    from .claims import check_claims, param_counts
+
+    t0 = time.time()
+    params: dict[str, dict[str, int]] = {}
+    for label, aux in (("semseg+depth", None), ("semseg+depth, N+E aux", NYUD_NE)):
+        params[label] = {}
+        for name in ("medusa", "mtinet"):
+            import torch
+
+            from .models import create_model
+            from .resources import count_params
+
+            with torch.device("meta"):
+                params[label][name] = count_params(create_model(name, tasks=list(NYUD_MAIN), aux_tasks=aux,
+                                                                dataset="nyud"))
+    scaling = param_counts(["medusa", "mtinet", "padnet", "mt_baseline"], max_tasks=6)
+    claims = check_claims(tables, params, scaling)
+    log(f"claims checked ({time.time() - t0:.0f} s)")
+    return claims
 
 
 def _describe(run: Run) -> str:
@@ -474,7 +814,7 @@ def _default_jobs() -> int:
 
 
 def _worker(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: Path,
-            results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+            results: dict[str, dict[str, Any]], pretrained_file: str | None) -> dict[str, Any]:
     """Body of a parallel job (a separate process): one torch thread, no progress bar."""
     import torch
 
@@ -482,7 +822,8 @@ def _worker(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: Path
     torch.set_num_threads(1)
     _quiet_lightning()
     print(f"    start {run.key}: {_describe(run)}", flush=True)
-    return execute_run(run, profile, roots, out, results, lambda m: print(f"    {m}", flush=True), progress=False)
+    return execute_run(run, profile, roots, out, results, lambda m: print(f"    {m}", flush=True), progress=False,
+                       pretrained_file=pretrained_file)
 
 
 def _exit_with_parent() -> None:
@@ -501,15 +842,28 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def _run_parallel(phase: list[Run], jobs: int, profile: dict[str, Any], roots: dict[str, Path], out: Path,
-                  results: dict[str, dict[str, Any]], log: Any, finished: Any) -> None:
+def _run_parallel(ordered: list[Run], jobs: int, profile: dict[str, Any], roots: dict[str, Path], out: Path,
+                  results: dict[str, dict[str, Any]], log: Any, finished: Any, pretrained_file: str | None) -> None:
+    """Run ``ordered`` on ``jobs`` processes; a UFL run waits until its source run has finished."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    pending = list(ordered)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_worker, run, profile, roots, out, dict(results)): run for run in phase}
-        for fut in as_completed(futures):
-            finished(futures[fut], fut.result())
+        futures: dict[Any, Run] = {}
+        while pending or futures:
+            while len(futures) < jobs:
+                ready = next((r for r in pending if r.source is None or r.source in results), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                futures[pool.submit(_worker, ready, profile, roots, out, dict(results), pretrained_file)] = ready
+            if not futures:
+                missing = sorted({r.source for r in pending if r.source})
+                raise ConfigError(f"UFL runs wait for source runs that did not run: {missing}")
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for fut in done:
+                finished(futures.pop(fut), fut.result())
 
 
 def _quiet_lightning() -> None:

@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
             "universal feature learning: freeze a trained backbone, train heads for new tasks"),
     "predict": ("medusa_mtl.predict", "add_predict_arguments", "run_predict",
                 "write prediction and attention PNGs for a folder of images"),
+    "pretrain": ("medusa_mtl.pretrain", "add_pretrain_arguments", "run_pretrain",
+                 "pretrain the shared backbone on rendered images (multi-label object presence); cached"),
     "benchmark": ("medusa_mtl.benchmark", "add_benchmark_arguments", "run_benchmark",
                   "the main job: train and compare every model on the synthetic benchmark"),
 }

@@ -1,0 +1,148 @@
+"""The evidence machinery: pretraining, the trivial predictor, seed statistics and claim verdicts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medusa_mtl.claims import (
+    CONTRADICTED,
+    SUPPORTED,
+    UNRESOLVED,
+    check_claims,
+    diff_interval,
+    growth,
+    learned,
+    param_counts,
+    verdict_greater,
+    verdict_less,
+)
+from medusa_mtl.data import formats
+from medusa_mtl.errors import ConfigError
+from medusa_mtl.models import create_model
+from medusa_mtl.pretrain import PretrainSettings, ensure_pretrained, presence_vector, pretrain_record
+from medusa_mtl.trivial import trivial_predictor
+
+
+# -- pretraining -----------------------------------------------------------------------------------------------
+def test_presence_vector_marks_visible_classes_only() -> None:
+    semseg = np.zeros((20, 20), np.uint8)
+    semseg[:10, :10] = 3  # 25 % of the image
+    semseg[0, 0] = 5  # one pixel: 0.25 % < the presence threshold
+    vec = presence_vector("nyud", semseg)
+    assert vec.shape == (33,) and vec[2] == 1 and vec.sum() == 1
+    vec = presence_vector("pascal", np.full((8, 8), 15, np.uint8))
+    assert vec[13 + 14] == 1 and vec.sum() == 1
+
+
+def test_pretrain_writes_a_file_that_pretrained_file_loads_and_caches_it(tmp_path: Path) -> None:
+    settings = PretrainSettings(num_images=32, epochs=1, batch_size=16, size=(64, 64))
+    logs: list[str] = []
+    path = ensure_pretrained(settings, tmp_path, log=logs.append, workers=1)
+    assert path.is_file() and settings.key() in path.name
+    meta = pretrain_record(path)
+    assert meta["settings"]["num_images"] == 32 and len(meta["history"]) == 1
+    assert math.isfinite(meta["history"][0]["train_loss"]) and meta["wall_time_s"] > 0
+    # exactly the format --model.pretrained_file loads: every backbone tensor equals the file's
+    state = torch.load(path, weights_only=True)
+    model = create_model("medusa", tasks=["semseg", "depth"], dataset="nyud", pretrained_file=str(path))
+    body = model.backbone.body.state_dict()
+    assert set(state) == set(body) and all(torch.equal(state[k], body[k]) for k in state)
+    fresh = create_model("medusa", tasks=["semseg", "depth"], dataset="nyud").backbone.body.state_dict()
+    assert not all(torch.equal(fresh[k], body[k]) for k in body if body[k].is_floating_point())
+    # a second call reuses the cached file (no retraining)
+    mtime = path.stat().st_mtime_ns
+    assert ensure_pretrained(settings, tmp_path, log=logs.append) == path
+    assert path.stat().st_mtime_ns == mtime and any("cached" in m for m in logs)
+
+
+def test_pretrain_settings_reject_bad_values() -> None:
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        PretrainSettings.from_dict({"size": [60, 64]})
+    with pytest.raises(ConfigError, match="unknown key"):
+        PretrainSettings.from_dict({"epochz": 3})
+    assert PretrainSettings.from_dict({"epochs": 2}).key() != PretrainSettings.from_dict({"epochs": 3}).key()
+
+
+# -- trivial predictor -----------------------------------------------------------------------------------------
+def _write_nyud(root: Path, ids_train: list[str], ids_val: list[str]) -> None:
+    h, w = 32, 32
+    for i, sid in enumerate(ids_train + ids_val):
+        semseg = np.full((h, w), 2, np.uint8)  # class 1 after the -1 shift: the majority
+        semseg[:, : w // 4] = 5 if i % 2 else 0  # class 4 on a quarter, or unlabelled
+        depth = np.full((h, w), 1.0 + i, np.float32)
+        depth[0] = 0.0  # invalid
+        n = np.zeros((h, w, 3), np.float32)
+        n[..., 2] = 1.0
+        formats.write_nyud_sample(root, sid, np.zeros((h, w, 3), np.uint8), semseg, depth, n,
+                                  np.zeros((h, w), np.float32))
+    formats.write_nyud_splits(root, ids_train, ids_val)
+
+
+def test_trivial_predictor_is_the_best_constant_scored_like_a_model(tmp_path: Path) -> None:
+    train, val = ["a", "b", "c", "d"], ["e", "f"]
+    _write_nyud(tmp_path, train, val)
+    res = trivial_predictor("nyud", tmp_path, ["semseg", "depth"], size=(32, 32))
+    assert res["semseg"]["constant"] == 1  # the majority class of the training labels
+    # test: image "e" (index 4) has class 1 on 3/4 and unlabelled on 1/4; "f" has class 4 on a quarter.
+    # Predicting class 1 everywhere: IoU(1) = 24*32*2 / (24*32*2 + 8*32) = 0.857, IoU(4) = 0 -> mIoU 42.86
+    assert res["semseg"]["mIoU"] == pytest.approx(100 * (0.5 * (1536 / 1792)), abs=1e-6)
+    assert res["depth"]["constant"] == pytest.approx(2.5)  # mean of 1, 2, 3, 4 over valid pixels
+    # test depths 5 and 6 predicted as 2.5: RMSE = sqrt((2.5^2 + 3.5^2) / 2)
+    assert res["depth"]["rmse"] == pytest.approx(math.sqrt((2.5**2 + 3.5**2) / 2), rel=1e-5)
+
+
+# -- statistics and verdicts -------------------------------------------------------------------------------------
+def test_diff_interval_matches_welch_and_handles_one_seed() -> None:
+    from scipy import stats
+
+    a, b = [1.0, 2.0, 4.0], [0.0, 0.5, 0.7]
+    iv = diff_interval(a, b)
+    res = stats.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(0.95)
+    assert iv.diff == pytest.approx(np.mean(a) - np.mean(b))
+    assert (iv.lo, iv.hi) == pytest.approx((ci.low, ci.high))
+    one = diff_interval([3.0], b)
+    assert one.lo is not None and "one seed" in one.note
+    none = diff_interval([3.0], [1.0])
+    assert none.lo is None and verdict_greater(none) == UNRESOLVED
+
+
+def test_verdicts_follow_the_interval() -> None:
+    high = diff_interval([5.0, 5.1, 4.9], [0.0, 0.1, -0.1])
+    assert verdict_greater(high) == SUPPORTED and verdict_less(high) == CONTRADICTED
+    overlap = diff_interval([1.0, -1.0, 0.5], [0.0, 0.2, -0.3])
+    assert verdict_greater(overlap) == UNRESOLVED
+    assert verdict_greater(high, margin=10.0) == CONTRADICTED
+
+
+def test_learned_criteria() -> None:
+    assert learned("semseg", 24.0, 3.0) == (True, 8.0)
+    assert learned("semseg", 20.0, 3.0)[0] is False
+    assert learned("depth", 0.5, 1.0)[0] is True and learned("depth", 0.6, 1.0)[0] is False
+
+
+def test_growth_labels_and_measured_param_scaling() -> None:
+    assert growth([1, 2, 3, 4])["label"] == "linear"
+    assert growth([1, 2, 4, 7])["label"] == "superlinear"
+    counts = param_counts(["medusa", "mtinet"], max_tasks=4)
+    assert growth(counts["medusa"])["label"] == "linear"
+    assert growth(counts["mtinet"])["label"] == "superlinear"
+
+
+def test_check_claims_reports_what_the_numbers_say() -> None:
+    tables = {
+        "mtl": [{"key": "nyud/single_task", "delta_m": [0.5, -0.5, 0.0]},
+                {"key": "nyud/mt_baseline", "delta_m": [-5.0, -6.0, -5.5]},
+                {"key": "nyud/mtinet_ne", "delta_m": [3.0, 3.2, 2.8]},
+                {"key": "nyud/medusa_ne", "delta_m": [-3.0, -3.1, -2.9]}],
+        "ufl": [{"key": "ufl/mt_baseline", "model": "MT baseline", "pascal_delta_m": [-9.0, -8.0, -10.0]},
+                {"key": "ufl/medusa", "model": "Medusa", "pascal_delta_m": [1.0, 0.0, 2.0]}],
+    }
+    claims = {c["claim"].split(" ")[0] + str(i): c for i, c in enumerate(check_claims(tables))}
+    verdicts = [c["verdict"] for c in claims.values()]
+    assert verdicts == [SUPPORTED, CONTRADICTED, SUPPORTED]
