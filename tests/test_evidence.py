@@ -146,3 +146,32 @@ def test_check_claims_reports_what_the_numbers_say() -> None:
     claims = {c["claim"].split(" ")[0] + str(i): c for i, c in enumerate(check_claims(tables))}
     verdicts = [c["verdict"] for c in claims.values()]
     assert verdicts == [SUPPORTED, CONTRADICTED, SUPPORTED]
+
+
+def test_pretrain_command_prints_the_cached_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medusa_mtl.cli import main as cli_main
+
+    args = ["pretrain", "--num-images", "32", "--epochs", "1", "--batch-size", "16", "--cache-dir", str(tmp_path)]
+    assert cli_main(args) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert path.is_file() and path.parent == tmp_path and path.with_suffix(".json").is_file()
+    assert cli_main([*args[:-2], "--cache-dir", str(tmp_path), "--size", "60x64"]) == 2  # clear error, no traceback
+    assert "multiples of 32" in capsys.readouterr().err
+
+
+def test_benchmark_predictions_use_the_first_seed_of_medusa(nyud_root: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from medusa_mtl import benchmark, predict
+
+    calls: list[tuple[str, list[Path]]] = []
+
+    def fake(ckpt: str, images: list[Path], out: Path, relative_to: Path) -> list[str]:
+        calls.append((ckpt, images))
+        return ["predictions/x.png"]
+
+    monkeypatch.setattr(predict, "predict_folder_to_panels", fake)
+    results = {"nyud/medusa_ne/s1": {"key": "nyud/medusa_ne/s1", "best_ckpt": "b.ckpt"},
+               "nyud/medusa_ne/s2": {"key": "nyud/medusa_ne/s2", "best_ckpt": "c.ckpt"}}
+    profile = {"seed": 0, "seeds": [1, 2], "predict_images": 1}
+    out = benchmark._predictions(tmp_path, results, {"nyud": nyud_root}, profile, lambda m: None)
+    assert out == ["predictions/x.png"] and calls[0][0] == "b.ckpt" and len(calls[0][1]) == 1

@@ -467,7 +467,7 @@ def learned_flags(tables: dict[str, Any], trivial: dict[str, dict[str, Any]] | N
     columns = {"mtl": [("semseg", "nyud", "semseg_miou"), ("depth", "nyud", "depth_rmse")],
                "ufl": [("human_parts", "pascal", "pascal_parts"), ("sal", "pascal", "pascal_sal")]}
     for table, cols in columns.items():
-        for row in tables.get(table, []) + (tables.get("scratch", []) if table == "mtl" else []):
+        for row in tables.get(table, []):  # the from-scratch comparison runs are not benchmark rows
             for task, ds, col in cols:
                 values = [v for v in row.get(col) or [] if v is not None]
                 if not values or task not in trivial.get(ds, {}):
@@ -896,7 +896,8 @@ def _resources(out: Path, log: Any) -> dict[str, Any]:
 
 def _predictions(out: Path, results: dict[str, Any], roots: dict[str, Path], profile: dict[str, Any],
                  log: Any) -> list[str]:
-    rec = results.get("nyud/medusa_ne") or results.get("nyud/medusa")
+    first = (profile.get("seeds") or [profile["seed"]])[0]
+    rec = results.get(f"nyud/medusa_ne/s{first}") or results.get(f"nyud/medusa/s{first}")
     n = int(profile.get("predict_images", 0))
     if rec is None or n <= 0:
         return []
