@@ -770,18 +770,17 @@ def _trivial(roots: dict[str, Path], profile: dict[str, Any], log: Any) -> dict[
 
 
 def _claims(tables: dict[str, Any], log: Any) -> list[dict[str, Any]]:
+    import torch
+
     from .claims import check_claims, param_counts
+    from .models import create_model
+    from .resources import count_params
 
     t0 = time.time()
     params: dict[str, dict[str, int]] = {}
     for label, aux in (("semseg+depth", None), ("semseg+depth, N+E aux", NYUD_NE)):
         params[label] = {}
         for name in ("medusa", "mtinet"):
-            import torch
-
-            from .models import create_model
-            from .resources import count_params
-
             with torch.device("meta"):
                 params[label][name] = count_params(create_model(name, tasks=list(NYUD_MAIN), aux_tasks=aux,
                                                                 dataset="nyud"))

@@ -30,7 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ConfigError
 
 DEFAULT_CACHE = Path("data/pretrained")
@@ -108,37 +112,30 @@ def render_pretraining_set(settings: PretrainSettings, workers: int | None = Non
     return np.stack([i for i, _ in items]), np.stack([t for _, t in items])
 
 
-class PresenceNet:
-    """Backbone + a linear multi-label classifier on the globally pooled four branches (built lazily)."""
+class PresenceNet(nn.Module):
+    """Backbone + a linear multi-label classifier on the globally pooled four branches."""
 
-    @staticmethod
-    def build(backbone: str) -> Any:
-        import torch
-        import torch.nn as nn
-
+    def __init__(self, backbone: str) -> None:
+        super().__init__()
         from .models.backbone import Backbone
 
-        class _Net(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.backbone = Backbone(backbone)
-                self.classifier = nn.Linear(sum(self.backbone.channels), sum(NUM_CLASSES.values()))
+        self.backbone = Backbone(backbone)
+        self.classifier = nn.Linear(sum(self.backbone.channels), sum(NUM_CLASSES.values()))
 
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                feats = self.backbone(x)
-                pooled = torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
-                return self.classifier(pooled)
-
-        return _Net()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([f.mean(dim=(2, 3)) for f in self.backbone(x)], dim=1)
+        return self.classifier(pooled)
 
 
-def _augment(images: Any, gen: Any) -> Any:
+def _normalize(images: torch.Tensor) -> torch.Tensor:
+    """[N, 3, H, W] RGB in [0, 1] -> ImageNet mean/std normalised (as the datasets' transforms do)."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def _augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random flip, random resized crop (scale 0.5-1) and brightness/contrast jitter, per sample."""
-    import torch
-    import torch.nn.functional as F
-
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
     n, _, h, w = images.shape
     out = torch.empty_like(images)
     for i in range(n):
@@ -154,16 +151,12 @@ def _augment(images: Any, gen: Any) -> Any:
         c = float(torch.empty(1).uniform_(0.75, 1.25, generator=gen))
         mean = img.mean()
         out[i] = ((img - mean) * c + mean * b).clamp(0, 1)[0]
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (out - mean) / std
+    return _normalize(out)
 
 
 def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: int | None = None) -> dict[str, Any]:
     """Train and write ``out`` (backbone state dict) plus ``out.json`` (settings, losses, time)."""
-    import torch
-
-    from .checkpoints import load_checkpoint
+    from .checkpoints import atomic_torch_save, load_checkpoint
     from .provenance import provenance, write_json
 
     start = time.time()
@@ -181,7 +174,7 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
     x_hold, y_hold = x_all[:n_hold], y_all[:n_hold]
     x_tr, y_tr = x_all[n_hold:], y_all[n_hold:]
     torch.manual_seed(settings.seed)
-    net = PresenceNet.build(settings.backbone)
+    net = PresenceNet(settings.backbone)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = len(x_tr) // settings.batch_size
     total = steps_per_epoch * settings.epochs
@@ -218,13 +211,9 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
         log(f"  epoch {epoch + 1}/{settings.epochs}: train BCE {running / steps_per_epoch:.4f}, held-out BCE "
             f"{hold['holdout_loss']:.4f}, held-out accuracy {hold['holdout_accuracy']:.3f} "
             f"({time.time() - t_ep:.0f} s)")
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "history": history, "epoch": epoch + 1}, tmp)
-        os.replace(tmp, state_path)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(net.backbone.body.state_dict(), tmp)
-    os.replace(tmp, out)
+        atomic_torch_save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                           "history": history, "epoch": epoch + 1}, state_path)
+    atomic_torch_save(net.backbone.body.state_dict(), out)
     meta = {"settings": asdict(settings), "file": out.name, "objective": "multi-label object presence (33 classes)",
             "history": history, "render_time_s": round(render_s, 1),
             "wall_time_s": round(time.time() - start, 1) + (float(sum(h["time_s"] for h in history[:first_epoch]))),
@@ -235,16 +224,10 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
     return meta
 
 
-def _holdout_scores(net: Any, x: Any, y: Any) -> dict[str, float]:
-    import torch
-
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
+def _holdout_scores(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     net.eval()
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
-        logits = torch.cat([net((x[i : i + 64].float() / 255.0 - mean) / std) for i in range(0, len(x), 64)])
+        logits = torch.cat([net(_normalize(x[i : i + 64].float() / 255.0)) for i in range(0, len(x), 64)])
     loss = float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y))
     acc = float(((logits > 0).float() == y).float().mean())
     return {"holdout_loss": loss, "holdout_accuracy": acc}
