@@ -23,6 +23,7 @@ from medusa_mtl.metrics import (
     edge_image_counts,
     match_edge_pixels,
     thin,
+    tolerance_pixels,
 )
 
 # ------------------------------------------------------------------------------------------------------------
@@ -148,12 +149,29 @@ def test_saliency_hand_computed() -> None:
     # mean IoU per threshold: t<=0.30: 0.5, 0.35..0.50: 0.25, 0.55..0.60: 0.75, >=0.65: 0.5
     assert r["mIoU"] == pytest.approx(75.0)
     assert r["threshold_mIoU"] == pytest.approx(0.55)
-    # best at t=0.55: mean P = 1, mean R = 0.75 -> F_{beta^2=0.3} = 1.3*0.75/(0.3+0.75)
-    assert r["maxF"] == pytest.approx(100 * 1.3 * 0.75 / 1.05)
+    # the second image has no salient pixel: precision = recall = 0 at every threshold (the reference's
+    # convention), so the best is t <= 0.30 with mean P = mean R = (1 + 0) / 2 -> F = 0.5 for any beta
+    assert r["maxF"] == pytest.approx(50.0) and r["threshold_maxF"] == pytest.approx(0.2)
+    assert r["maxF1"] == pytest.approx(50.0)
     assert r["beta2"] == 0.3
-    m1 = SaliencyMetric(beta2=1.0)
-    m1.update(pred, gt)
-    assert m1.compute()["maxF"] == pytest.approx(100 * 1.5 / 1.75)
+    # beta decides the threshold: t <= 0.30 gives P = 2/3, R = 1; t = 0.45 .. 0.80 gives P = 1, R = 1/2
+    m1 = SaliencyMetric()
+    m1.update([torch.tensor([[[0.8, 0.3, 0.4, 0.1]]])], [torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])])
+    r1 = m1.compute()
+    assert r1["maxF"] == pytest.approx(100 * 1.3 * 0.5 / (0.3 + 0.5))  # beta^2 = 0.3 prefers precision
+    assert r1["threshold_maxF"] == pytest.approx(0.45)
+    assert r1["maxF1"] == pytest.approx(100 * 2 * (2 / 3) / (2 / 3 + 1))
+    assert r1["threshold_maxF1"] == pytest.approx(0.2)
+    assert SaliencyMetric(beta2=1.0).compute()["beta2"] == 1.0
+
+
+def test_saliency_image_without_salient_pixels_counts_precision_zero() -> None:
+    """An empty prediction on an empty label: IoU 1 (agreement) but precision = recall = 0 (reference)."""
+    m = SaliencyMetric()
+    m.update([torch.zeros(1, 4, 4)], [torch.zeros(1, 4, 4)])
+    r = m.compute()
+    assert r["mIoU"] == pytest.approx(100.0)
+    assert r["maxF"] == 0.0 and r["maxF1"] == 0.0
 
 
 def test_saliency_thresholds_are_spec() -> None:
@@ -228,14 +246,49 @@ def test_edge_empty_ground_truth_and_empty_prediction() -> None:
     assert r["odsF"] == 0.0 and r["oisF"] == 0.0 and r["AP"] == 0.0
     m = EdgeMetric()
     assert math.isnan(m.compute()["odsF"])
-    # an image without GT edges adds false positives only; OIS picks its emptiest threshold
+    # an image without GT edges adds false positives only; its F is 0 at every threshold and OIS takes the
+    # first (lowest) one, as BSDS/seism do, so its predicted pixels count against precision
     gt = _edge_pattern()
     m.update(
         [torch.from_numpy(gt)[None], torch.from_numpy(pred * 0.5)[None]], [torch.from_numpy(gt)[None], empty[None]]
     )
     r = m.compute()
-    assert r["oisF"] == pytest.approx(100.0)
+    n_gt, n_fp = float(gt.sum()), float(pred.sum())
+    p_ois = n_gt / (n_gt + n_fp)
+    assert r["oisF"] == pytest.approx(100 * 2 * p_ois / (p_ois + 1))
     assert r["odsF"] == pytest.approx(100.0)  # threshold > 0.5 removes the false positives
+
+
+def test_edge_ois_ties_take_the_lowest_threshold() -> None:
+    """Image 1 ties at every threshold with F = 1 (prediction = GT); image 2 has F = 0 everywhere: 8 false
+    positives at t = 0.1 (strokes at 0.15), 4 at t = 0.2 (strokes at 0.25), none at 0.3. BSDS takes t = 0.1."""
+    gt = _edge_pattern(64)
+    empty = np.zeros_like(gt)
+    fp = empty.copy()
+    fp[10, 10:14] = 0.15
+    fp[50, 10:14] = 0.25
+    m = EdgeMetric(thresholds=[0.1, 0.2, 0.3])
+    m.update([torch.from_numpy(gt)[None], torch.from_numpy(fp)[None]], [torch.from_numpy(gt)[None], empty[None]])
+    n_gt = float(gt.sum())
+    p = n_gt / (n_gt + 8)
+    assert m.compute()["oisF"] == pytest.approx(100 * 2 * p / (p + 1))
+
+
+def test_edge_tolerance_is_bsds_exact() -> None:
+    """d^2 <= maxDist^2 with maxDist = ratio * sqrt(w*w + h*h), no slack: at 400x400 and 0.0075 the radius is
+    4.2426406871192848 and its square 17.999999999999996 < 18, so a pixel at offset (3, 3) is not matched."""
+    assert tolerance_pixels(0.0075, 400, 400) ** 2 < 18
+    gt = np.zeros((400, 400), bool)
+    gt[200, 200] = True
+    diag = np.zeros_like(gt)
+    diag[203, 203] = True
+    straight = np.zeros_like(gt)
+    straight[200, 204] = True  # d = 4 < 4.24
+    r = tolerance_pixels(0.0075, 400, 400)
+    assert match_edge_pixels(diag, gt, max_dist=r) == 0
+    assert match_edge_pixels(straight, gt, max_dist=r) == 1
+    counts = edge_image_counts(diag.astype(np.float32), gt.astype(np.float32), [0.5], thin_pred=False)
+    assert counts["cntR"][0] == 0
 
 
 def test_edge_ignore_pixels_are_excluded() -> None:

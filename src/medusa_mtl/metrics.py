@@ -506,16 +506,16 @@ class SaliencyMetric(StreamingMetric):
     - ``mIoU`` = max over t of the mean IoU (the Δm metric);
     - ``maxF`` = max over t of F(mean P, mean R) with F = (1 + β²)·P·R / (β²·P + R).
 
-    β² = 0.3 by default (``beta2``), the usual convention of salient-object detection, which weighs precision
-    more than recall. SPEC §5 only says "F" and does not give β; β = 1 would be the plain F1 — pass
-    ``beta2=1.0`` to get it. The β² used is returned under ``beta2``.
+    β² = 0.3 by default (``beta2``), the convention of the salient-object literature, which weighs precision
+    more than recall; the reference implementation's evaluation code uses β² = 1 (plain F1). Both are
+    reported: ``maxF`` with ``beta2`` and ``maxF1`` with β² = 1 (SPEC §5).
 
-    Degenerate images: a ratio whose denominator is 0 is 1 when both prediction and label are empty at that
-    threshold (perfect agreement) and 0 otherwise (e.g. an empty prediction on a salient image has P = R =
-    IoU = 0; a non-empty prediction on an image without salient pixels has P = R = IoU = 0).
+    Degenerate images (the reference's conventions): precision and recall whose denominator is 0 count 0,
+    so an image with no salient pixel contributes precision 0 and recall 0 even when the prediction is empty
+    too; the IoU of an empty prediction on an empty label is 1 (perfect agreement), any other 0/0 IoU is 0.
 
-    Results (percent): ``mIoU``, ``maxF``, plus ``beta2``, ``threshold_mIoU``, ``threshold_maxF`` (the
-    thresholds achieving them).
+    Results (percent): ``mIoU``, ``maxF``, ``maxF1``, plus ``beta2``, ``threshold_mIoU``, ``threshold_maxF``,
+    ``threshold_maxF1`` (the thresholds achieving them).
     """
 
     _reduce = {"n_images": "sum", "iou": "sum", "precision": "sum", "recall": "sum", "thresholds": "same"}
@@ -555,8 +555,9 @@ class SaliencyMetric(StreamingMetric):
             n_gt = gt.sum().double().expand_as(tp)
             both_empty = (n_pred == 0) & (n_gt == 0)
             iou = _safe_ratio(tp, n_pred + n_gt - tp, both_empty)
-            prec = _safe_ratio(tp, n_pred, both_empty)
-            rec = _safe_ratio(tp, n_gt, both_empty)
+            never = torch.zeros_like(both_empty)
+            prec = _safe_ratio(tp, n_pred, never)
+            rec = _safe_ratio(tp, n_gt, never)
             self._state["n_images"] = self._state["n_images"] + 1
             self._state["iou"] = self._state["iou"] + iou.cpu().numpy()
             self._state["precision"] = self._state["precision"] + prec.cpu().numpy()
@@ -570,22 +571,30 @@ class SaliencyMetric(StreamingMetric):
             return {
                 "mIoU": nan,
                 "maxF": nan,
+                "maxF1": nan,
                 "beta2": self.beta2,
                 "threshold_mIoU": nan,
                 "threshold_maxF": nan,
+                "threshold_maxF1": nan,
             }
         iou = self._state["iou"] / n
         p = self._state["precision"] / n
         r = self._state["recall"] / n
-        den = self.beta2 * p + r
-        f = np.where(den > 0, (1 + self.beta2) * p * r / np.where(den > 0, den, 1.0), 0.0)
-        ki, kf = int(np.argmax(iou)), int(np.argmax(f))
+
+        def f_beta(beta2: float) -> np.ndarray:
+            den = beta2 * p + r
+            return np.where(den > 0, (1 + beta2) * p * r / np.where(den > 0, den, 1.0), 0.0)
+
+        f, f1 = f_beta(self.beta2), f_beta(1.0)
+        ki, kf, k1 = int(np.argmax(iou)), int(np.argmax(f)), int(np.argmax(f1))
         return {
             "mIoU": _pct(iou[ki]),
             "maxF": _pct(f[kf]),
+            "maxF1": _pct(f1[k1]),
             "beta2": self.beta2,
             "threshold_mIoU": float(self.thresholds[ki]),
             "threshold_maxF": float(self.thresholds[kf]),
+            "threshold_maxF1": float(self.thresholds[k1]),
         }
 
     def __repr__(self) -> str:
@@ -706,10 +715,16 @@ _EDGE_BATCH_PIXELS = 2_200_000
 _EDGE_MATCH_ROWS = 20_000
 
 
+def tolerance_pixels(max_dist_ratio: float, height: int, width: int) -> float:
+    """The matching radius in pixels as BSDS computes it: ``max_dist_ratio * sqrt(w*w + h*h)`` in double
+    precision (``math.hypot`` can differ in the last bit, which decides pixels exactly at the radius)."""
+    return max_dist_ratio * math.sqrt(float(width * width + height * height))
+
+
 def _disk_offsets(radius: float) -> np.ndarray:
     r = int(math.floor(radius))
     dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    keep = dy * dy + dx * dx <= radius * radius + 1e-9
+    keep = dy * dy + dx * dx <= radius * radius  # BSDS: d^2 <= maxDist^2, no slack
     return np.stack([dy[keep], dx[keep]], axis=1)
 
 
@@ -816,7 +831,7 @@ def edge_image_counts(
     if thin_gt:
         gt_edges = thin(gt_edges) & valid
     h, w = p.shape
-    gt = _EdgeGT(gt_edges, max_dist_ratio * math.hypot(h, w))
+    gt = _EdgeGT(gt_edges, tolerance_pixels(max_dist_ratio, h, w))
     valid_flat = valid.ravel()
     k_total = thr.size
     # level = number of thresholds <= p, so "p >= thr[k]" <=> "level > k"; a frame of 0 around the map
@@ -887,9 +902,10 @@ class EdgeMetric(StreamingMetric):
 
     - ODS: R_t = Σ cntR / Σ sumR, P_t = Σ cntP / Σ sumP over the dataset, F_t = 2PR/(P+R);
       ``odsF`` = max over t (no interpolation between thresholds). ``odsP``, ``odsR``, ``ods_threshold`` too.
-    - OIS: for each image the threshold with the best per-image F (ties broken towards the highest threshold,
-      i.e. the fewest predicted pixels — this matters for images without GT edges, whose F is 0 everywhere);
-      the counts at those thresholds are pooled into one R, P and F = ``oisF``.
+    - OIS: for each image the threshold with the best per-image F (ties broken towards the lowest threshold,
+      the BSDS/seism rule: it matters for images without GT edges, whose F is 0 at every threshold and which
+      therefore add the false positives of the lowest threshold); the counts at those thresholds are pooled
+      into one R, P and F = ``oisF``.
     - AP: area under the pooled precision-recall curve (R_t, P_t): points sorted by recall, joined linearly
       (trapezoid rule); the curve is extended horizontally from its lowest-recall point down to R = 0 and not
       beyond its highest recall; thresholds with no predicted pixel (undefined precision) are left out.
@@ -980,7 +996,7 @@ class EdgeMetric(StreamingMetric):
         k = int(np.argmax(f))
         # OIS: per-image best threshold (ties -> highest threshold), then pooled counts
         f_img = _fmeasure(_ratio(s["cntP"], s["sumP"]), _ratio(s["cntR"], s["sumR"]))
-        kk = f_img.shape[1] - 1 - np.argmax(f_img[:, ::-1], axis=1)
+        kk = np.argmax(f_img, axis=1)  # first maximum = lowest threshold, as BSDS/seism
         rows = np.arange(f_img.shape[0])
         r_ois = _ratio(s["cntR"][rows, kk].sum(), s["sumR"][rows, kk].sum())
         p_ois = _ratio(s["cntP"][rows, kk].sum(), s["sumP"][rows, kk].sum())
