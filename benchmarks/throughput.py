@@ -65,7 +65,7 @@ import torch.nn as nn
 
 from medusa_mtl.models import build_backbone, create_model, list_models
 from medusa_mtl.models.base import DEEP_SUPERVISION
-from medusa_mtl.optimize import autocast, compile_model, prepare_input, set_fused, to_channels_last
+from medusa_mtl.models.optimize import autocast, compile_model, prepare_input, set_fused, to_channels_last
 from medusa_mtl.provenance import versions
 from medusa_mtl.tasks import get_task
 

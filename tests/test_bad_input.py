@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from cli_helpers import run_cli
-from medusa_mtl.checkpoints import load_checkpoint
 from medusa_mtl.data import formats
+from medusa_mtl.engine.checkpoints import load_checkpoint
 from medusa_mtl.errors import NonFiniteLossError
 
 NYUD_IDS = [f"n{i}" for i in range(6)]
@@ -261,7 +261,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(
 
 
 def test_non_finite_weights_are_never_checkpointed() -> None:
-    from medusa_mtl.training import MultiTaskModule
+    from medusa_mtl.engine.training import MultiTaskModule
 
     module = MultiTaskModule(arch="mt_baseline", tasks="semseg", backbone="test_efficientnet")
     state = module.state_dict()

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from cli_helpers import run_cli
-from medusa_mtl.checkpoints import load_checkpoint
+from medusa_mtl.engine.checkpoints import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -98,7 +98,7 @@ def _initial_state() -> dict[str, torch.Tensor]:
     """The weights both runs start from: the module built right after seeding, as the command line does."""
     import lightning as L
 
-    from medusa_mtl.training import MultiTaskModule
+    from medusa_mtl.engine.training import MultiTaskModule
 
     L.seed_everything(3, verbose=False)
     module = MultiTaskModule(arch="mt_baseline", tasks=["semseg", "depth"], backbone="test_efficientnet")

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from medusa_mtl.claims import (
+from medusa_mtl.data import formats
+from medusa_mtl.engine.pretrain import PretrainSettings, ensure_pretrained, presence_vector, pretrain_record
+from medusa_mtl.errors import ConfigError
+from medusa_mtl.models import create_model
+from medusa_mtl.reports.claims import (
     CONTRADICTED,
     SUPPORTED,
     UNRESOLVED,
@@ -21,11 +25,7 @@ from medusa_mtl.claims import (
     verdict_greater,
     verdict_less,
 )
-from medusa_mtl.data import formats
-from medusa_mtl.errors import ConfigError
-from medusa_mtl.models import create_model
-from medusa_mtl.pretrain import PretrainSettings, ensure_pretrained, presence_vector, pretrain_record
-from medusa_mtl.trivial import trivial_predictor
+from medusa_mtl.reports.trivial import trivial_predictor
 
 
 # -- pretraining -----------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_pretrain_command_prints_the_cached_file(tmp_path: Path, capsys: pytest.
 
 def test_benchmark_predictions_use_the_first_seed_of_medusa(nyud_root: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from medusa_mtl import benchmark, predict
+    from medusa_mtl.reports import benchmark, predict
 
     calls: list[tuple[str, list[Path]]] = []
 

@@ -18,13 +18,12 @@ from medusa_mtl.metrics import (
     NormalsMetric,
     SaliencyMetric,
     StreamingMetric,
-    build_metrics,
-    delta_m,
     edge_image_counts,
     match_edge_pixels,
     thin,
     tolerance_pixels,
 )
+from medusa_mtl.tasks import build_metrics, delta_m
 
 # ------------------------------------------------------------------------------------------------------------
 # semantic segmentation

@@ -10,7 +10,7 @@ import torch.nn as nn
 from medusa_mtl.models import create_model
 from medusa_mtl.models.mtinet import FeaturePropagation, MTINet
 from medusa_mtl.models.padnet import MultiModalDistillation, PADNet
-from medusa_mtl.resources import sweep_tasks
+from medusa_mtl.reports.resources import sweep_tasks
 
 HRNET18 = 3_860_720  # SPEC §3
 CH = [18, 36, 72, 144]

@@ -32,21 +32,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import medusa_mtl.models.blocks as blocks
+import medusa_mtl.models.fused as fused
+import medusa_mtl.models.medusa_fused as medusa_fused
 from medusa_mtl.models import create_model
 from medusa_mtl.models.base import DEEP_SUPERVISION
-from medusa_mtl.models.blocks import (
-    HRHead,
+from medusa_mtl.models.blocks import HRHead, upsample_output, upsample_to
+from medusa_mtl.models.fused import (
     fold_batchnorm_into_conv,
     fused_head_in_row_bands,
     low_resolution_scales,
     multiscale_conv1x1,
-    upsample_output,
     upsample_separable,
-    upsample_to,
 )
 from medusa_mtl.models.medusa import MSAHead
-from medusa_mtl.optimize import autocast, optimize_for_inference, prepare_input, set_fused, to_channels_last
+from medusa_mtl.models.optimize import autocast, optimize_for_inference, prepare_input, set_fused, to_channels_last
 
 ROOT = Path(__file__).resolve().parents[1]
 B, SIZE = 2, 64
@@ -308,7 +307,7 @@ def test_medusa_single_task_and_drop_auxiliary_heads() -> None:
 def test_medusa_inference_parameters() -> None:
     """Resource accounting sees every parameter an eval forward uses (the fused paths use some weights
     functionally): backbone + main heads without their initial-prediction convs."""
-    from medusa_mtl.resources import count_inference_params
+    from medusa_mtl.reports.resources import count_inference_params
 
     model = medusa()
     expected = sum(p.numel() for p in model.backbone.parameters())
@@ -323,13 +322,13 @@ def test_medusa_eval_batches_the_heads_blocks(monkeypatch: pytest.MonkeyPatch) -
     and for five heads, with and without SFA -- the literal per-head computation's values; in train mode
     (BatchNorm on batch statistics) and with one head they run per head."""
     calls: list[int] = []
-    original = type(medusa()).stacked_blocks
+    original = medusa_fused.stacked_blocks
 
-    def spy(self: Any, tasks: Sequence[str], stacked: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def spy(model: Any, tasks: Sequence[str], stacked: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         calls.append(len(tasks))
-        return original(self, tasks, stacked)
+        return original(model, tasks, stacked)
 
-    monkeypatch.setattr(type(medusa()), "stacked_blocks", spy)
+    monkeypatch.setattr(medusa_fused, "stacked_blocks", spy)
     pascal = ["semseg", "human_parts", "sal", "normals", "edge"]
     cases = [(medusa(), 2), (medusa(sfa=False), 2), (medusa(head="hrhead"), 2)]
     torch.manual_seed(0)
@@ -426,14 +425,14 @@ def test_models_with_row_bands_equal_reference(name: str, monkeypatch: pytest.Mo
     """With bands of 4 rows (the 64x64 test images are one band by default), inference through the banded
     HRHead path gives the literal outputs; with autograd on, the unbanded path runs."""
     calls: list[int] = []
-    original = blocks.fused_head_in_row_bands
+    original = fused.fused_head_in_row_bands
 
     def spy(*args: Any, **kwargs: Any) -> torch.Tensor:
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(blocks, "ROW_BAND_BYTES", 1)
-    monkeypatch.setattr(blocks, "fused_head_in_row_bands", spy)
+    monkeypatch.setattr(fused, "ROW_BAND_BYTES", 1)
+    monkeypatch.setattr(fused, "fused_head_in_row_bands", spy)
     torch.manual_seed(0)
     model = randomize_batchnorm(create_model(name, tasks=["semseg", "depth"], aux_tasks=NYUD_AUX, dataset="nyud"))
     model.eval()
@@ -483,8 +482,9 @@ def test_msa_logits_tap_form_equals_conv_on_upsampled() -> None:
     feats = _features(channels)
     up = [upsample_to(f, feats[0].shape[-2:]) for f in feats]
     expected = torch.cat([conv(u) for conv, u in zip(head.attention, up)], dim=1)
-    torch.testing.assert_close(head.attention_logits(feats), expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(head.attention_logits(feats).softmax(1), head.scale_weights(up))
+    logits = medusa_fused.msa_attention_logits(head, feats)
+    torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(logits.softmax(1), head.scale_weights(up))
 
 
 def test_batchnorm_fold_and_hrhead_fused_vs_literal() -> None:

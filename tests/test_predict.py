@@ -16,10 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from medusa_mtl import visualize as vis
 from medusa_mtl.cli import main
+from medusa_mtl.engine.training import MultiTaskModule
 from medusa_mtl.models import list_models
-from medusa_mtl.predict import (
+from medusa_mtl.reports import visualize as vis
+from medusa_mtl.reports.predict import (
     attention_arrays,
     list_images,
     predict_folder_to_panels,
@@ -27,7 +28,6 @@ from medusa_mtl.predict import (
     resolve_size,
     save_prediction_pngs,
 )
-from medusa_mtl.training import MultiTaskModule
 
 SIZES = {"a": (64, 64), "b": (70, 90)}  # (H, W) of the test images; b checks the resize back
 

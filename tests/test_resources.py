@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from medusa_mtl import tasks as task_registry
 from medusa_mtl.models import list_models
-from medusa_mtl.resources import (
+from medusa_mtl.reports.resources import (
     add_resources_arguments,
     count_flops,
     count_inference_params,

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from cli_helpers import run_cli
-from medusa_mtl.checkpoints import atomic_torch_save, load_checkpoint
+from medusa_mtl.engine.checkpoints import atomic_torch_save, load_checkpoint
+from medusa_mtl.engine.reproducibility import EpochShuffleSampler, SeededSamples, derive_seed
 from medusa_mtl.errors import CheckpointError
-from medusa_mtl.reproducibility import EpochShuffleSampler, SeededSamples, derive_seed
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from medusa_mtl.cli import main as cli_main
 from medusa_mtl.data.synthetic import generate
-from medusa_mtl.evaluation import evaluate_module, load_module
+from medusa_mtl.engine.evaluation import evaluate_module, load_module
+from medusa_mtl.engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer
+from medusa_mtl.engine.ufl import ufl_module_from_checkpoint
 from medusa_mtl.metrics import ConfusionMIoU, DepthMetric
 from medusa_mtl.models import list_models
-from medusa_mtl.training import MultiTaskDataModule, MultiTaskModule, make_trainer
-from medusa_mtl.ufl import ufl_module_from_checkpoint
 
 NE = ["semseg", "depth", "normals", "edge"]
 
@@ -195,7 +195,7 @@ def test_last_checkpoint_advances_when_validation_gets_worse(synth: dict[str, Pa
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # A validation loss that rises every epoch: best.ckpt stays at epoch 0, last.ckpt must still follow training
     # (a monitored ModelCheckpoint(save_last=True) would leave "last" at the best epoch and resume from there).
-    from medusa_mtl.checkpoints import load_checkpoint
+    from medusa_mtl.engine.checkpoints import load_checkpoint
 
     def worse_every_epoch(self: MultiTaskModule, batch: dict) -> float:
         return float(self.current_epoch + 1)

@@ -1,4 +1,7 @@
-"""Streaming evaluation metrics of the six tasks (SPEC §5) and the multi-task score Δm (SPEC §2).
+"""Streaming evaluation metrics of the six tasks (SPEC §5).
+
+This module knows nothing about tasks: :mod:`medusa_mtl.tasks` says which metric a task uses and computes
+the multi-task score Δm (SPEC §2) from the results.
 
 Every metric is a :class:`StreamingMetric`: feed it batches with :meth:`~StreamingMetric.update`, read the
 dataset-level result with :meth:`~StreamingMetric.compute`, start over with :meth:`~StreamingMetric.reset`.
@@ -26,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +37,7 @@ import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from .tasks import IGNORE_INDEX, get_task, parse_tasks
+from .losses import IGNORE_INDEX
 
 __all__ = [
     "StreamingMetric",
@@ -46,8 +49,7 @@ __all__ = [
     "thin",
     "match_edge_pixels",
     "edge_image_counts",
-    "delta_m",
-    "build_metrics",
+    "tolerance_pixels",
 ]
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -1026,49 +1028,3 @@ class EdgeMetric(StreamingMetric):
             f"EdgeMetric(thresholds={self.thresholds.size}, max_dist_ratio={self.max_dist_ratio}, "
             f"thin_pred={self.thin_pred}, thin_gt={self.thin_gt})"
         )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# multi-task score and construction
-# ----------------------------------------------------------------------------------------------------------
-
-
-def delta_m(
-    results: Mapping[str, Mapping[str, Any]],
-    single_task: Mapping[str, Mapping[str, Any]],
-    main_tasks: Iterable[str],
-) -> float:
-    """Multi-task performance Δm in percent (SPEC §2, survey Eq. 10).
-
-    ``Δm = 100 / T · Σ_t s_t · (M_t − M_st,t) / M_st,t`` over the main tasks t, with M the task's Δm metric
-    (``get_task(t).dm_metric``) and s_t = ``get_task(t).sign`` (+1 higher-is-better, −1 otherwise).
-
-    Example (the formula check of SPEC §2, on the paper's published MT-baseline and ST figures):
-        >>> round(delta_m({"semseg": {"mIoU": 33.21}, "depth": {"rmse": 0.614}},
-        ...               {"semseg": {"mIoU": 34.57}, "depth": {"rmse": 0.606}}, ["semseg", "depth"]), 2)
-        -2.63
-    """
-    tasks = list(main_tasks)
-    if not tasks:
-        raise ValueError("delta_m: main_tasks is empty")
-    total = 0.0
-    for name in tasks:
-        task = get_task(name)
-        key = task.dm_metric
-        values = []
-        for label, table in (("results", results), ("single_task", single_task)):
-            if name not in table:
-                raise KeyError(f"delta_m: {label} has no entry for task {name!r} (has {sorted(table)})")
-            if key not in table[name]:
-                raise KeyError(f"delta_m: {label}[{name!r}] lacks the Δm metric {key!r} (has {sorted(table[name])})")
-            values.append(float(table[name][key]))
-        m, m_st = values
-        if m_st == 0 or not math.isfinite(m_st):
-            raise ValueError(f"delta_m: single-task {name!r} {key} = {m_st} cannot be a reference")
-        total += task.sign * (m - m_st) / m_st
-    return 100.0 * total / len(tasks)
-
-
-def build_metrics(tasks: str | Iterable[str], dataset: str) -> dict[str, StreamingMetric]:
-    """A fresh metric per task (``get_task(t).make_metric(dataset)``); ``tasks`` is a list or ``"a,b"``."""
-    return {name: get_task(name).make_metric(dataset) for name in parse_tasks(tasks, dataset)}

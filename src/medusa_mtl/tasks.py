@@ -12,17 +12,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from . import losses
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .metrics import StreamingMetric
+from . import losses, metrics
+from .metrics import StreamingMetric
+from .resize import upsample_output
 
 IGNORE_INDEX = losses.IGNORE_INDEX
 
@@ -109,8 +109,6 @@ class Task:
 
     def make_metric(self, dataset: str) -> StreamingMetric:
         """A fresh streaming metric for this task on ``dataset``."""
-        from . import metrics
-
         cls = getattr(metrics, self.metric_name)
         kwargs = dict(self.metric_kwargs)
         if self.kind == "classes":
@@ -121,9 +119,7 @@ class Task:
         """Resize a raw output to ``size`` (bilinear, align_corners=False) if it is not there already.
 
         Multi-channel maps come back channels_last on the CPU (faster there, same values up to float rounding;
-        see :func:`medusa_mtl.models.blocks.upsample_output`)."""
-        from .models.blocks import upsample_output  # models import this module
-
+        see :func:`medusa_mtl.resize.upsample_output`)."""
         return upsample_output(raw, size)
 
 
@@ -274,3 +270,49 @@ register_task(
         display="Parts mIoU",
     )
 )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# metrics of tasks and the multi-task score
+# ----------------------------------------------------------------------------------------------------------
+
+
+def delta_m(
+    results: Mapping[str, Mapping[str, Any]],
+    single_task: Mapping[str, Mapping[str, Any]],
+    main_tasks: Iterable[str],
+) -> float:
+    """Multi-task performance Δm in percent (SPEC §2, survey Eq. 10).
+
+    ``Δm = 100 / T · Σ_t s_t · (M_t − M_st,t) / M_st,t`` over the main tasks t, with M the task's Δm metric
+    (``get_task(t).dm_metric``) and s_t = ``get_task(t).sign`` (+1 higher-is-better, −1 otherwise).
+
+    Example (the formula check of SPEC §2, on the paper's published MT-baseline and ST figures):
+        >>> round(delta_m({"semseg": {"mIoU": 33.21}, "depth": {"rmse": 0.614}},
+        ...               {"semseg": {"mIoU": 34.57}, "depth": {"rmse": 0.606}}, ["semseg", "depth"]), 2)
+        -2.63
+    """
+    tasks = list(main_tasks)
+    if not tasks:
+        raise ValueError("delta_m: main_tasks is empty")
+    total = 0.0
+    for name in tasks:
+        task = get_task(name)
+        key = task.dm_metric
+        values = []
+        for label, table in (("results", results), ("single_task", single_task)):
+            if name not in table:
+                raise KeyError(f"delta_m: {label} has no entry for task {name!r} (has {sorted(table)})")
+            if key not in table[name]:
+                raise KeyError(f"delta_m: {label}[{name!r}] lacks the Δm metric {key!r} (has {sorted(table[name])})")
+            values.append(float(table[name][key]))
+        m, m_st = values
+        if m_st == 0 or not math.isfinite(m_st):
+            raise ValueError(f"delta_m: single-task {name!r} {key} = {m_st} cannot be a reference")
+        total += task.sign * (m - m_st) / m_st
+    return 100.0 * total / len(tasks)
+
+
+def build_metrics(tasks: str | Iterable[str], dataset: str) -> dict[str, StreamingMetric]:
+    """A fresh metric per task (``get_task(t).make_metric(dataset)``); ``tasks`` is a list or ``"a,b"``."""
+    return {name: get_task(name).make_metric(dataset) for name in parse_tasks(tasks, dataset)}

@@ -1,20 +1,16 @@
-"""A timm-style model registry: ``@register_model`` on a builder, ``create_model(name, ...)`` to build.
+"""The model registry, a leaf (as timm's ``_registry.py``): architecture modules register their builders here
+with ``@register_model``; :mod:`medusa_mtl.models.factory` builds them by name.
 
-Example:
-    >>> from medusa_mtl.models import create_model
-    >>> model = create_model("mt_baseline", tasks=["semseg", "depth"], dataset="nyud")
-    >>> sorted(model.tasks)
-    ['depth', 'semseg']
+It imports nothing from the package, so every architecture module can import it without a cycle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import torch.nn as nn
 
-from ..tasks import parse_tasks
+__all__ = ["register_model", "registered_models", "model_entrypoint"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -31,58 +27,14 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return wrap
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, in registration order."""
-    _import_all()
+def registered_models() -> list[str]:
+    """Names registered so far, in registration order (:func:`medusa_mtl.models.list_models` imports the zoo
+    first, so it lists every model)."""
     return list(_MODELS)
 
 
-def resolve_tasks(
-    tasks: str | Sequence[str], aux_tasks: str | Sequence[str] | None, dataset: str
-) -> tuple[list[str], list[str]]:
-    """Validate ``tasks`` and ``aux_tasks`` (SPEC §4: aux_tasks ⊇ tasks, default aux_tasks = tasks).
-
-    The returned ``aux_tasks`` lists the main tasks first, in their order, then the auxiliary-only ones.
-    """
-    main = parse_tasks(tasks, dataset)
-    if aux_tasks is None:
-        return main, list(main)
-    aux = parse_tasks(aux_tasks, dataset)
-    missing = [t for t in main if t not in aux]
-    if missing:
-        raise ValueError(f"aux_tasks must contain every main task; missing: {missing} (aux_tasks={aux})")
-    return main, main + [t for t in aux if t not in main]
-
-
-def create_model(
-    name: str,
-    tasks: str | Sequence[str],
-    aux_tasks: str | Sequence[str] | None = None,
-    dataset: str = "nyud",
-    backbone: str = "hrnet_w18_small_v2",
-    **kwargs: Any,
-) -> nn.Module:
-    """Build the registered model ``name`` for ``tasks`` (main) and ``aux_tasks`` (all supervised tasks).
-
-    Args:
-        name: one of :func:`list_models`.
-        tasks: main tasks, predicted at inference and scored (``"semseg,depth"`` or a list).
-        aux_tasks: all supervised tasks, a superset of ``tasks``; ``None`` means ``tasks``.
-        dataset: ``"nyud"`` or ``"pascal"`` (decides output channels).
-        backbone: a timm model name with ``features_only`` support.
-        **kwargs: model-specific switches and backbone options (``pretrained``, ``pretrained_file``).
-    """
-    _import_all()
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name``; a ``ValueError`` naming the registered models otherwise."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(_MODELS)}")
-    main, aux = resolve_tasks(tasks, aux_tasks, dataset)
-    model = _MODELS[name](tasks=main, aux_tasks=aux, dataset=dataset, backbone=backbone, **kwargs)
-    # Enough to rebuild the same architecture elsewhere (UFL builds a decoder of the same kind).
-    model.registry_name = name
-    model.init_kwargs = dict(kwargs)
-    return model
-
-
-def _import_all() -> None:
-    # Importing the architecture modules runs their @register_model decorators.
-    from . import _zoo  # noqa: F401
+    return _MODELS[name]

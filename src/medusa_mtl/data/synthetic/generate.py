@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from .. import formats
+from ..sizes import parse_size
 from .nyud import NYUD_CLASS_NAMES, render_nyud
 from .pascal import CONTEXT_IDS, PERSON_PARTS, VOC_CLASS_NAMES, render_pascal
 
@@ -164,14 +165,6 @@ def check_size(size: tuple[int, int], multiple: int | None = SIZE_MULTIPLE) -> t
             ", or pass --any-size to allow other sizes"
         )
     return h, w
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (e.g. ``128x160``) into (height, width)."""
-    parts = str(text).lower().replace("×", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ConfigError(f"--size: expected HxW such as 128x160, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def detect_dataset(root: Path) -> str | None:

@@ -15,69 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn as nn
+from ..data.sizes import parse_network_size
+from ..errors import ConfigError
+from ..models.ufl import UFLModel
+from ..tasks import parse_tasks
 
-from .errors import ConfigError
-from .models import create_model
-from .tasks import parse_tasks
-
-_BACKBONE_ONLY_KWARGS = ("pretrained", "pretrained_file")
-
-
-class UFLModel(nn.Module):
-    """A frozen source model plus a new decoder for ``new_tasks`` sharing the source's backbone.
-
-    ``forward`` returns the new tasks' outputs; :meth:`source_forward` runs the untouched source model.
-    """
-
-    def __init__(self, source: nn.Module, new_tasks: list[str], dataset: str) -> None:
-        super().__init__()
-        name = getattr(source, "registry_name", None)
-        if name is None or getattr(source, "backbone", None) is None:
-            raise ConfigError("UFL needs a model of the zoo with a shared backbone")
-        if name == "single_task":
-            raise ConfigError(
-                "UFL from single-task networks is not defined (each task has its own backbone); "
-                "the single-task row of the UFL table is the target dataset's own ST networks"
-            )
-        new_tasks = parse_tasks(new_tasks, dataset)
-        clash = [t for t in new_tasks if t in source.aux_tasks and dataset == source.dataset]
-        if clash:
-            raise ConfigError(f"UFL tasks {clash} are already tasks of the source model")
-        self.source = source
-        for p in self.source.parameters():
-            p.requires_grad_(False)
-        self.source.eval()
-        kwargs = {k: v for k, v in getattr(source, "init_kwargs", {}).items() if k not in _BACKBONE_ONLY_KWARGS}
-        decoder = create_model(name, tasks=new_tasks, dataset=dataset, backbone=source.backbone.name, **kwargs)
-        decoder.backbone = source.backbone  # shared module: the frozen source backbone
-        decoder._backbone_frozen = True
-        self.decoder = decoder
-        self.tasks = list(new_tasks)
-        self.aux_tasks = list(new_tasks)
-        self.dataset = dataset
-        self.backbone = source.backbone
-
-    def train(self, mode: bool = True) -> UFLModel:
-        self.training = mode
-        self.decoder.train(mode)
-        self.source.eval()  # the frozen source (and so the shared backbone) never leaves eval mode
-        return self
-
-    def forward(self, x: torch.Tensor) -> dict[str, Any]:
-        return self.decoder(x)
-
-    @torch.no_grad()
-    def source_forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The source model's own predictions (unchanged by UFL)."""
-        return self.source(x)
-
+__all__ = ["UFLModel", "ufl_module_from_checkpoint", "add_ufl_arguments", "run_ufl"]
 
 def ufl_module_from_checkpoint(
     source_ckpt: str | Path, new_tasks: list[str] | str, dataset: str = "pascal", **overrides: Any
 ) -> Any:
-    """A :class:`~medusa_mtl.training.MultiTaskModule` for UFL: the source checkpoint's model, frozen, with
+    """A :class:`~medusa_mtl.engine.training.MultiTaskModule` for UFL: the source checkpoint's model, frozen, with
     new heads for ``new_tasks`` on ``dataset``. ``overrides`` set optimiser hyper-parameters (lr, ...)."""
     from .checkpoints import load_checkpoint
     from .training import MultiTaskModule
@@ -114,27 +62,14 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"128x160"`` -> (128, 160); clear error otherwise."""
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size must look like HxW (e.g. 128x160), got {text!r}") from None
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ConfigError(f"--size {text}: height and width must be positive multiples of 32")
-    return h, w
-
-
 def run_ufl(args: argparse.Namespace) -> int:
     """``medusa ufl``: train new heads on a frozen backbone, test them, write metrics JSON."""
     import lightning as L
     import yaml
 
+    from ..provenance import provenance, write_json
+    from ..tasks import delta_m
     from .evaluation import evaluate_module, load_single_task_results
-    from .metrics import delta_m
-    from .provenance import provenance, write_json
     from .training import MultiTaskDataModule, make_trainer
 
     cfg: dict[str, Any] = {}
@@ -150,7 +85,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     module = ufl_module_from_checkpoint(args.source_ckpt, args.tasks, args.dataset, **overrides)
     data_cfg.update(dataset=args.dataset, root=args.root)
     if args.size:
-        data_cfg["size"] = parse_size(args.size)
+        data_cfg["size"] = parse_network_size(args.size)
     if args.batch_size:
         data_cfg["batch_size"] = args.batch_size
     if "human_parts" in module.main_tasks and len(module.main_tasks) == 1:

@@ -153,7 +153,7 @@ def param_counts(models: Sequence[str], max_tasks: int = 6, dataset: str = "nyud
     the same where the growth is linear), built on the meta device."""
     import torch
 
-    from .models import create_model
+    from ..models import create_model
     from .resources import count_params, sweep_tasks
 
     out: dict[str, list[int]] = {}
@@ -179,7 +179,7 @@ def check_claims(tables: dict[str, Any], params: dict[str, dict[str, int]] | Non
     """Verdicts on the paper's five claims from a benchmark's tables (rows with per-seed values).
 
     Args:
-        tables: :func:`medusa_mtl.benchmark.build_tables` output.
+        tables: :func:`medusa_mtl.reports.benchmark.build_tables` output.
         params: ``{setting: {model: params}}`` for the Medusa / MTI-Net parameter claim.
         scaling: ``{model: [params for T = 1..n]}`` for the linear-vs-quadratic claim.
     """

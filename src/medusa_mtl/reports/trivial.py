@@ -11,7 +11,7 @@ The constant is written as a raw network output and scored on the test split thr
 postprocessing and streaming metric as a trained model (predictions at the label's resolution).
 
 Example:
-    >>> from medusa_mtl.trivial import trivial_predictor
+    >>> from medusa_mtl.reports.trivial import trivial_predictor
     >>> trivial_predictor("nyud", "data/synthetic/NYUD_MT", ["semseg", "depth"])  # doctest: +SKIP
     {'semseg': {'mIoU': 3.1, ...}, 'depth': {'rmse': 1.13, ...}}
 """
@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from .data.datasets import build_dataset
-from .data.formats import read_split
-from .tasks import IGNORE_INDEX, get_task
+from ..data.datasets import build_dataset
+from ..data.formats import read_split
+from ..tasks import IGNORE_INDEX, get_task
 
 _LOGIT = 20.0  # a confident constant logit (sigmoid/softmax saturate; the argmax is what counts)
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
-from .metrics import delta_m
-from .provenance import provenance, write_json
+from ..errors import ConfigError
+from ..provenance import provenance, write_json
+from ..tasks import delta_m
 
 NYUD_MAIN = ["semseg", "depth"]
 NYUD_NE = ["semseg", "depth", "normals", "edge"]
@@ -149,7 +149,7 @@ def dataset_root(data_dir: Path, dataset: str, spec: dict[str, Any], seed: int) 
 
 def ensure_dataset(root: Path, dataset: str, spec: dict[str, Any], seed: int, log: Any) -> None:
     """Generate the synthetic dataset at ``root`` unless a complete one is there."""
-    from .data.formats import read_split
+    from ..data.formats import read_split
 
     try:
         n_train = len(read_split(root, dataset, "train"))
@@ -159,7 +159,7 @@ def ensure_dataset(root: Path, dataset: str, spec: dict[str, Any], seed: int, lo
             return
     except (FileNotFoundError, ValueError):
         pass
-    from .data.synthetic import generate
+    from ..data.synthetic import generate
 
     if root.exists():
         shutil.rmtree(root)
@@ -193,9 +193,9 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     """
     import lightning as L
 
-    from .evaluation import evaluate_module, load_module
-    from .training import MultiTaskDataModule, MultiTaskModule, make_trainer
-    from .ufl import ufl_module_from_checkpoint
+    from ..engine.evaluation import evaluate_module, load_module
+    from ..engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer
+    from ..engine.ufl import ufl_module_from_checkpoint
 
     run_dir = out / "runs" / run.key
     record_path = run_dir / "result.json"
@@ -225,7 +225,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         num_workers=int(loader["num_workers"]), val_fraction=float(loader["val_fraction"]),
         seed=int(profile["seed"]),
     )
-    from .training import EpochSummary
+    from ..engine.training import EpochSummary
 
     trainer = make_trainer(
         max_epochs=epochs, default_root_dir=str(run_dir), enable_progress_bar=progress,
@@ -255,7 +255,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
 
 
 def _ckpt_epoch(path: Path) -> int | None:
-    from .checkpoints import load_checkpoint
+    from ..engine.checkpoints import load_checkpoint
 
     try:
         return int(load_checkpoint(path).get("epoch"))
@@ -267,7 +267,7 @@ def _ckpt_epoch(path: Path) -> int | None:
 def _metric(record: dict[str, Any] | None, task: str) -> float | None:
     if record is None:
         return None
-    from .tasks import get_task
+    from ..tasks import get_task
 
     return float(record["test"][task][get_task(task).dm_metric])
 
@@ -300,7 +300,7 @@ def _fmt_ms(values: list[float | None], digits: int = 2, sign: bool = False) -> 
 
 def _reference(records: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]] | None:
     """The Δm reference: single-task metrics averaged over the single-task runs' seeds."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     if not records:
         return None
@@ -453,7 +453,7 @@ def ufl_markdown(rows: list[dict[str, Any]], trivial: dict[str, Any] | None = No
 
 def learned_flags(tables: dict[str, Any], trivial: dict[str, dict[str, Any]] | None
                   ) -> tuple[dict[str, dict[str, dict[str, str]]], list[dict[str, Any]]]:
-    """Compare every row with the trivial predictor (:data:`medusa_mtl.claims.LEARNED_CRITERIA`).
+    """Compare every row with the trivial predictor (:data:`medusa_mtl.reports.claims.LEARNED_CRITERIA`).
 
     Returns the markers to print next to numbers (``"mtl"``/``"ufl"`` -> row key -> task -> marker) and one
     check per (row, task) with the worst seed's ratio to the trivial value.
@@ -720,7 +720,7 @@ def _git_commit() -> str | None:
     import subprocess
 
     try:
-        root = Path(__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[3]  # the checkout: src/medusa_mtl/reports/ -> root
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
@@ -736,7 +736,7 @@ def _pretrained_backbone(profile: dict[str, Any], cache: Path, log: Any) -> tupl
     ``pretrain_prefer: <profile>`` uses that profile's backbone when it is already cached (e.g. the quick
     profile reuses the standard profile's) and otherwise makes the profile's own, cheaper one.
     """
-    from .pretrain import PretrainSettings, cached_path, ensure_pretrained, pretrain_record
+    from ..engine.pretrain import PretrainSettings, cached_path, ensure_pretrained, pretrain_record
 
     if not profile.get("pretrain"):
         return None, None
@@ -772,8 +772,8 @@ def _trivial(roots: dict[str, Path], profile: dict[str, Any], log: Any) -> dict[
 def _claims(tables: dict[str, Any], log: Any) -> list[dict[str, Any]]:
     import torch
 
+    from ..models import create_model
     from .claims import check_claims, param_counts
-    from .models import create_model
     from .resources import count_params
 
     t0 = time.time()
@@ -904,7 +904,7 @@ def _predictions(out: Path, results: dict[str, Any], roots: dict[str, Path], pro
         from .predict import predict_folder_to_panels
     except ImportError:
         return []
-    from .data.formats import read_split
+    from ..data.formats import read_split
 
     ids = read_split(roots["nyud"], "nyud", "val")[:n]
     images = [roots["nyud"] / "images" / f"{i}.jpg" for i in ids]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:

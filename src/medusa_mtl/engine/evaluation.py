@@ -16,13 +16,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
+from ..tasks import delta_m
 from .checkpoints import load_checkpoint
-from .errors import ConfigError
-from .metrics import delta_m
 
 
 def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
-    """Rebuild a :class:`~medusa_mtl.training.MultiTaskModule` from a checkpoint (``weights_only=True``)."""
+    """Rebuild a :class:`~medusa_mtl.engine.training.MultiTaskModule` from a checkpoint (``weights_only=True``)."""
     from .training import MultiTaskModule
 
     ckpt = load_checkpoint(ckpt_path, map_location=map_location)
@@ -82,15 +82,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``medusa evaluate``."""
-    from .provenance import provenance, write_json
+    from ..data.sizes import parse_network_size
+    from ..provenance import provenance, write_json
     from .training import MultiTaskDataModule
-    from .ufl import parse_size
 
     start = time.time()
     module = load_module(args.ckpt)
     dataset = args.dataset or module.eval_dataset
     data = MultiTaskDataModule(
-        dataset=dataset, root=args.data, tasks=module.main_tasks, size=parse_size(args.size),
+        dataset=dataset, root=args.data, tasks=module.main_tasks, size=parse_network_size(args.size),
         batch_size=args.batch_size, num_workers=args.num_workers, max_eval=args.max_samples,
     )
     data.setup("test")

@@ -1,6 +1,6 @@
 """Colourisation of predictions and attention maps, and the matplotlib figures of ``medusa predict``.
 
-Every function takes NumPy arrays (as returned by :func:`medusa_mtl.predict.predict_images`) and returns an
+Every function takes NumPy arrays (as returned by :func:`medusa_mtl.reports.predict.predict_images`) and returns an
 RGB ``uint8`` image ``H x W x 3``, so that it can be written as a PNG or placed in a figure:
 
 - class maps (``semseg``, ``human_parts``): a fixed palette per task (:func:`palette_for`); the same class
@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
-from .data.formats import HUMAN_PARTS_NAMES
+from ..data.formats import HUMAN_PARTS_NAMES
 
 DEPTH_CMAP = "magma"
 HEATMAP_CMAP = "jet"
@@ -155,7 +155,7 @@ def colorize_prediction(task: str, pred: np.ndarray, num_classes: int | None = N
 
     Args:
         task: task name; class tasks are ``semseg`` / ``human_parts``, grey tasks ``edge`` / ``sal``.
-        pred: the prediction of :func:`medusa_mtl.predict.predict_images` for that task.
+        pred: the prediction of :func:`medusa_mtl.reports.predict.predict_images` for that task.
         num_classes: palette size of a class task (default: the largest id + 1, at least 1).
     """
     if task in CLASS_TASKS:

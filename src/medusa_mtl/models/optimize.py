@@ -8,7 +8,7 @@ by default; :func:`set_fused` turns them off to get the literal reference comput
 Example:
     >>> import torch
     >>> from medusa_mtl.models import create_model
-    >>> from medusa_mtl.optimize import autocast, optimize_for_inference, prepare_input
+    >>> from medusa_mtl.models.optimize import autocast, optimize_for_inference, prepare_input
     >>> model = optimize_for_inference(create_model("medusa", tasks=["semseg", "depth"]), channels_last=True)
     >>> x = prepare_input(torch.randn(1, 3, 64, 64), channels_last=True)
     >>> with torch.inference_mode(), autocast("cpu", "fp32"):

@@ -27,12 +27,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .data.datasets import build_dataset, collate, get_dataset_info
-from .data.formats import read_split
-from .errors import ConfigError, NonFiniteLossError
-from .metrics import StreamingMetric
-from .models import create_model
-from .models.base import DEEP_SUPERVISION
+from ..data.datasets import build_dataset, collate, get_dataset_info
+from ..data.formats import read_split
+from ..errors import ConfigError, NonFiniteLossError
+from ..metrics import StreamingMetric
+from ..models import create_model
+from ..models.base import DEEP_SUPERVISION
+from ..models.ufl import UFLModel
+from ..tasks import get_task, parse_tasks
 from .reproducibility import (
     EpochReseed,
     EpochShuffleSampler,
@@ -42,7 +44,6 @@ from .reproducibility import (
     global_seed,
     world_and_rank,
 )
-from .tasks import get_task, parse_tasks
 
 
 def _as_list(tasks: str | Sequence[str] | None) -> list[str] | None:
@@ -66,15 +67,13 @@ def build_network(
     """Build the network a :class:`MultiTaskModule` trains (weights are loaded separately).
 
     With ``ufl`` (``{"new_tasks": [...], "dataset": "pascal"}``) the network is the source model described by
-    the other arguments with a frozen backbone and new heads for ``new_tasks`` (see :mod:`medusa_mtl.ufl`).
+    the other arguments with a frozen backbone and new heads for ``new_tasks`` (see :mod:`medusa_mtl.engine.ufl`).
     """
     kwargs = dict(model_kwargs or {})
     if pretrained_file:
         kwargs["pretrained_file"] = pretrained_file
     net = create_model(arch, tasks=list(tasks), aux_tasks=aux_tasks, dataset=dataset, backbone=backbone, **kwargs)
     if ufl:
-        from .ufl import UFLModel
-
         net = UFLModel(net, new_tasks=list(ufl["new_tasks"]), dataset=str(ufl["dataset"]))
     return net
 
@@ -96,7 +95,7 @@ class MultiTaskModule(L.LightningModule):
         poly_power: exponent of the per-epoch poly schedule ``lr·(1 − e/E)^p``.
         edge_thresholds: thresholds of the edge metric (99 = SPEC; fewer for fast validation).
         ufl: universal feature learning: ``{"new_tasks": [...], "dataset": "pascal"}``; the source model is
-            described by the other model arguments and its weights are loaded by :mod:`medusa_mtl.ufl`.
+            described by the other model arguments and its weights are loaded by :mod:`medusa_mtl.engine.ufl`.
     """
 
     def __init__(
@@ -403,7 +402,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.test_set = build_dataset(split="val", train=False, ids=self.test_ids, **build)
 
     def _loader(self, ds: Any, train: bool) -> DataLoader:
-        # Randomness is a function of (seed, epoch, sample) (see medusa_mtl.reproducibility): a resumed run
+        # Randomness is a function of (seed, epoch, sample) (see medusa_mtl.engine.reproducibility): a resumed run
         # draws the same shuffle and augmentations as an uninterrupted one, whatever the workers or processes.
         # Under DDP the samplers shard the data themselves (Lightning keeps a DistributedSampler as it is);
         # evaluation is sharded without duplicates so metrics over N processes equal those of one.
@@ -463,7 +462,7 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     """Fill in the project's defaults where a Trainer config leaves them open.
 
     Atomic checkpoint I/O (always), last+best checkpoints, TensorBoard + CSV loggers, a progress bar, and
-    :class:`~medusa_mtl.reproducibility.EpochReseed` (a resumed epoch draws the same random numbers).
+    :class:`~medusa_mtl.engine.reproducibility.EpochReseed` (a resumed epoch draws the same random numbers).
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -488,7 +487,7 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     ):
         callbacks.extend(default_checkpoint_callbacks(Path(root) / "checkpoints"))
     if not any(isinstance(c, EpochReseed) for c in callbacks):
-        callbacks.append(EpochReseed())  # exact resume: per-epoch seeds (medusa_mtl.reproducibility)
+        callbacks.append(EpochReseed())  # exact resume: per-epoch seeds (medusa_mtl.engine.reproducibility)
     config["callbacks"] = callbacks
     return config
 

@@ -1,4 +1,4 @@
-"""The ``medusa`` command line.
+"""The ``medusa`` command line (the top layer: it may import anything, nothing imports it).
 
 Sub-commands live in their own modules; this file is only the table that maps a name to
 ``(module, add_arguments, run)``. Modules are imported lazily so ``medusa --help`` stays fast.
@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from .. import __version__
 
 # name -> (module, add-arguments function, run function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -26,17 +26,17 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                    "validate a dataset folder and list every problem"),
     "data download": ("medusa_mtl.data.download", "add_download_arguments", "run_download",
                       "download the published NYUD_MT / PASCAL_MT archives (network)"),
-    "resources": ("medusa_mtl.resources", "add_resources_arguments", "run_resources",
+    "resources": ("medusa_mtl.reports.resources", "add_resources_arguments", "run_resources",
                   "parameter and FLOP report for every model"),
-    "evaluate": ("medusa_mtl.evaluation", "add_evaluate_arguments", "run_evaluate",
+    "evaluate": ("medusa_mtl.engine.evaluation", "add_evaluate_arguments", "run_evaluate",
                  "evaluate a checkpoint: per-task metrics JSON and delta-m"),
-    "ufl": ("medusa_mtl.ufl", "add_ufl_arguments", "run_ufl",
+    "ufl": ("medusa_mtl.engine.ufl", "add_ufl_arguments", "run_ufl",
             "universal feature learning: freeze a trained backbone, train heads for new tasks"),
-    "predict": ("medusa_mtl.predict", "add_predict_arguments", "run_predict",
+    "predict": ("medusa_mtl.reports.predict", "add_predict_arguments", "run_predict",
                 "write prediction and attention PNGs for a folder of images"),
-    "pretrain": ("medusa_mtl.pretrain", "add_pretrain_arguments", "run_pretrain",
+    "pretrain": ("medusa_mtl.engine.pretrain", "add_pretrain_arguments", "run_pretrain",
                  "pretrain the shared backbone on rendered images (multi-label object presence); cached"),
-    "benchmark": ("medusa_mtl.benchmark", "add_benchmark_arguments", "run_benchmark",
+    "benchmark": ("medusa_mtl.reports.benchmark", "add_benchmark_arguments", "run_benchmark",
                   "the main job: train and compare every model on the synthetic benchmark"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medusa`` script. Returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        from .training_cli import run_lightning_cli
+        from .lightning import run_lightning_cli
 
         return run_lightning_cli(argv)
     # Two-word commands ("data synth") first, then one-word ones.
@@ -98,13 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         # Errors the library raises for bad input carry a message meant for the user: no traceback.
-        from .errors import is_user_error
+        from ..errors import is_user_error
 
         if not is_user_error(err):
             raise
         print(f"medusa {name}: error: {err}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

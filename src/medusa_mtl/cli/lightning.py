@@ -12,7 +12,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
-from .training import MultiTaskDataModule, MultiTaskModule, complete_trainer_config
+from ..engine.training import MultiTaskDataModule, MultiTaskModule, complete_trainer_config
 
 
 class MedusaCLI(LightningCLI):
@@ -24,8 +24,8 @@ class MedusaCLI(LightningCLI):
 
 def run_lightning_cli(argv: list[str]) -> int:
     """Run a LightningCLI sub-command with ``argv`` (``["fit", "--config", ...]``)."""
-    from .data.formats import DataFormatError
-    from .errors import is_user_error
+    from ..data.formats import DataFormatError
+    from ..errors import is_user_error
 
     # Parse errors (an option or config key that does not exist, a value of the wrong type) raise instead of
     # printing the whole usage; abbreviations are refused so that a misspelt key is an error, not a guess.

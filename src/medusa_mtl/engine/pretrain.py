@@ -13,7 +13,7 @@ The weights are written as the backbone's timm state dict, exactly what ``--mode
 and benchmark reuses one file. An interrupted pretraining resumes from its last completed epoch.
 
 Example:
-    >>> from medusa_mtl.pretrain import PretrainSettings, ensure_pretrained
+    >>> from medusa_mtl.engine.pretrain import PretrainSettings, ensure_pretrained
     >>> path = ensure_pretrained(PretrainSettings(epochs=1, num_images=64))  # doctest: +SKIP
 """
 
@@ -34,8 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from .errors import ConfigError
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import ConfigError
 
 DEFAULT_CACHE = Path("data/pretrained")
 SEED_OFFSET = 7_919_000  # pretraining renders use seeds far from any benchmark dataset seed
@@ -92,7 +92,7 @@ def presence_vector(dataset: str, semseg: np.ndarray) -> np.ndarray:
 
 
 def _render(job: tuple[str, int, tuple[int, int], int]) -> tuple[np.ndarray, np.ndarray]:
-    from .data.synthetic import render_sample
+    from ..data.synthetic import render_sample
 
     dataset, index, size, seed = job
     sample = render_sample(dataset, index, size, seed)
@@ -117,7 +117,7 @@ class PresenceNet(nn.Module):
 
     def __init__(self, backbone: str) -> None:
         super().__init__()
-        from .models.backbone import Backbone
+        from ..models.backbone import Backbone
 
         self.backbone = Backbone(backbone)
         self.classifier = nn.Linear(sum(self.backbone.channels), sum(NUM_CLASSES.values()))
@@ -156,8 +156,8 @@ def _augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: int | None = None) -> dict[str, Any]:
     """Train and write ``out`` (backbone state dict) plus ``out.json`` (settings, losses, time)."""
+    from ..provenance import provenance, write_json
     from .checkpoints import atomic_torch_save, load_checkpoint
-    from .provenance import provenance, write_json
 
     start = time.time()
     out = Path(out)
@@ -273,7 +273,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     """``medusa pretrain``: print the path of the (cached) weights file."""
-    from .data.synthetic import parse_size
+    from ..data.synthetic import parse_size
 
     size = parse_size(args.size)
     settings = PretrainSettings.from_dict(dict(backbone=args.backbone, size=size, num_images=args.num_images,

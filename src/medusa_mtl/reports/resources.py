@@ -43,8 +43,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import tasks as _tasks
-from .models import create_model, list_models
+from .. import tasks as _tasks
+from ..models import create_model, list_models
 
 #: Input resolution (H, W) per dataset (SPEC §6).
 RESOLUTION: dict[str, tuple[int, int]] = {"nyud": (480, 640), "pascal": (512, 512)}

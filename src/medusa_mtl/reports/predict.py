@@ -6,7 +6,7 @@ is resized back to the image's original size (bilinear, as in evaluation) and po
 image, in ``<out>/<image stem>/``:
 
 - ``input.png``: the image as read;
-- ``<task>.png`` per main task (colours: :mod:`medusa_mtl.visualize`);
+- ``<task>.png`` per main task (colours: :mod:`medusa_mtl.reports.visualize`);
 - ``panel.png``: the input and every task side by side, with titles;
 - for models with ``net.attention_maps(x)`` (Medusa): ``sfa.png`` (per task, the Shared Feature Attention
   mask of each backbone scale over the image) and ``msa.png`` (per task, the Multi-Scale Attention softmax
@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.formats import read_image
+from ..data.transforms import check_size, normalize_image, resize_image
+from ..errors import ConfigError
+from ..tasks import get_task
 from . import visualize as vis
-from .data.formats import read_image
-from .data.transforms import check_size, normalize_image, resize_image
-from .errors import ConfigError
-from .tasks import get_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Keys under which a training size may be recorded (module hparams, or a checkpoint's datamodule hparams).
@@ -91,7 +91,7 @@ def resolve_size(
     recorded = training_size(module, checkpoint)
     if recorded is not None:
         return recorded, "the checkpoint's training size"
-    from .data.datasets import get_dataset_info
+    from ..data.datasets import get_dataset_info
 
     dataset = getattr(module, "eval_dataset", None) or dict(module.hparams).get("dataset", "nyud")
     info = get_dataset_info(dataset)
@@ -413,8 +413,8 @@ def predict_folder_to_panels(
     Returns, per image in order, the paths of ``panel.png`` and (when written) ``sfa.png`` and ``msa.png``,
     as POSIX strings relative to ``relative_to`` (absolute when it is ``None``).
     """
-    from .checkpoints import load_checkpoint
-    from .evaluation import load_module
+    from ..engine.checkpoints import load_checkpoint
+    from ..engine.evaluation import load_module
 
     module = load_module(ckpt)
     checkpoint = load_checkpoint(ckpt) if size is None and training_size(module) is None else None
@@ -451,11 +451,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """``medusa predict``."""
-    from .checkpoints import load_checkpoint
-    from .evaluation import load_module
-    from .ufl import parse_size
+    from ..data.sizes import parse_network_size
+    from ..engine.checkpoints import load_checkpoint
+    from ..engine.evaluation import load_module
 
-    size = parse_size(args.size)
+    size = parse_network_size(args.size)
     images = Path(args.images)
     list_images(images)  # a missing or empty folder is reported before the checkpoint is loaded
     try:

@@ -1,0 +1,73 @@
+"""Build a registered model by name: ``create_model(name, tasks=..., ...)``, as timm's ``create_model``.
+
+Importing this module imports every architecture module (each registers itself in
+:mod:`medusa_mtl.models.registry`); a new architecture is one new module plus one line in the import below.
+
+Example:
+    >>> from medusa_mtl.models import create_model
+    >>> model = create_model("mt_baseline", tasks=["semseg", "depth"], dataset="nyud")
+    >>> sorted(model.tasks)
+    ['depth', 'semseg']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn as nn
+
+from ..tasks import parse_tasks
+from . import medusa, mt_baseline, mtan, mtinet, padnet, single_task  # noqa: F401  (they register themselves)
+from .registry import model_entrypoint, registered_models
+
+__all__ = ["create_model", "list_models", "resolve_tasks"]
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, in registration order."""
+    return registered_models()
+
+
+def resolve_tasks(
+    tasks: str | Sequence[str], aux_tasks: str | Sequence[str] | None, dataset: str
+) -> tuple[list[str], list[str]]:
+    """Validate ``tasks`` and ``aux_tasks`` (SPEC §4: aux_tasks ⊇ tasks, default aux_tasks = tasks).
+
+    The returned ``aux_tasks`` lists the main tasks first, in their order, then the auxiliary-only ones.
+    """
+    main = parse_tasks(tasks, dataset)
+    if aux_tasks is None:
+        return main, list(main)
+    aux = parse_tasks(aux_tasks, dataset)
+    missing = [t for t in main if t not in aux]
+    if missing:
+        raise ValueError(f"aux_tasks must contain every main task; missing: {missing} (aux_tasks={aux})")
+    return main, main + [t for t in aux if t not in main]
+
+
+def create_model(
+    name: str,
+    tasks: str | Sequence[str],
+    aux_tasks: str | Sequence[str] | None = None,
+    dataset: str = "nyud",
+    backbone: str = "hrnet_w18_small_v2",
+    **kwargs: Any,
+) -> nn.Module:
+    """Build the registered model ``name`` for ``tasks`` (main) and ``aux_tasks`` (all supervised tasks).
+
+    Args:
+        name: one of :func:`list_models`.
+        tasks: main tasks, predicted at inference and scored (``"semseg,depth"`` or a list).
+        aux_tasks: all supervised tasks, a superset of ``tasks``; ``None`` means ``tasks``.
+        dataset: ``"nyud"`` or ``"pascal"`` (decides output channels).
+        backbone: a timm model name with ``features_only`` support.
+        **kwargs: model-specific switches and backbone options (``pretrained``, ``pretrained_file``).
+    """
+    builder = model_entrypoint(name)
+    main, aux = resolve_tasks(tasks, aux_tasks, dataset)
+    model = builder(tasks=main, aux_tasks=aux, dataset=dataset, backbone=backbone, **kwargs)
+    # Enough to rebuild the same architecture elsewhere (UFL builds a decoder of the same kind).
+    model.registry_name = name
+    model.init_kwargs = dict(kwargs)
+    return model

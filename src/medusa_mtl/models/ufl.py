@@ -1,0 +1,72 @@
+"""The model of universal feature learning: a frozen source model plus a new decoder sharing its backbone.
+
+The source model is kept whole and frozen (backbone, heads, BatchNorm statistics), so its own tasks keep
+giving identical predictions. New tasks get a fresh decoder *of the same architecture* built on the very same
+backbone module (shared, not copied): for Medusa that is one independent Medusa head per new task (exactly
+what ``Medusa.add_task`` attaches); for MTI-Net/PAD-Net/MTAN/MT baseline it is that method's decoder for the
+new tasks. Training it is :mod:`medusa_mtl.engine.ufl`'s job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+from ..tasks import parse_tasks
+from .factory import create_model
+
+__all__ = ["UFLModel"]
+
+_BACKBONE_ONLY_KWARGS = ("pretrained", "pretrained_file")
+
+
+class UFLModel(nn.Module):
+    """A frozen source model plus a new decoder for ``new_tasks`` sharing the source's backbone.
+
+    ``forward`` returns the new tasks' outputs; :meth:`source_forward` runs the untouched source model.
+    """
+
+    def __init__(self, source: nn.Module, new_tasks: list[str], dataset: str) -> None:
+        super().__init__()
+        name = getattr(source, "registry_name", None)
+        if name is None or getattr(source, "backbone", None) is None:
+            raise ConfigError("UFL needs a model of the zoo with a shared backbone")
+        if name == "single_task":
+            raise ConfigError(
+                "UFL from single-task networks is not defined (each task has its own backbone); "
+                "the single-task row of the UFL table is the target dataset's own ST networks"
+            )
+        new_tasks = parse_tasks(new_tasks, dataset)
+        clash = [t for t in new_tasks if t in source.aux_tasks and dataset == source.dataset]
+        if clash:
+            raise ConfigError(f"UFL tasks {clash} are already tasks of the source model")
+        self.source = source
+        for p in self.source.parameters():
+            p.requires_grad_(False)
+        self.source.eval()
+        kwargs = {k: v for k, v in getattr(source, "init_kwargs", {}).items() if k not in _BACKBONE_ONLY_KWARGS}
+        decoder = create_model(name, tasks=new_tasks, dataset=dataset, backbone=source.backbone.name, **kwargs)
+        decoder.backbone = source.backbone  # shared module: the frozen source backbone
+        decoder._backbone_frozen = True
+        self.decoder = decoder
+        self.tasks = list(new_tasks)
+        self.aux_tasks = list(new_tasks)
+        self.dataset = dataset
+        self.backbone = source.backbone
+
+    def train(self, mode: bool = True) -> UFLModel:
+        self.training = mode
+        self.decoder.train(mode)
+        self.source.eval()  # the frozen source (and so the shared backbone) never leaves eval mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        return self.decoder(x)
+
+    @torch.no_grad()
+    def source_forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The source model's own predictions (unchanged by UFL)."""
+        return self.source(x)
