@@ -153,15 +153,80 @@ def test_medusa_attention_figures(images: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(weights.sum(0), 1.0, atol=1e-5)
 
 
-def test_corrupt_image_names_the_file(baseline: tuple[MultiTaskModule, Path], images: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_image_is_skipped_and_reported(baseline: tuple[MultiTaskModule, Path], images: Path,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One unreadable file: the other images are predicted, one warning names it, the summary lists it and the
+    exit status is 1; with --strict the command stops at it with a clear error (status 2)."""
     _, ckpt = baseline
     (images / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
     out = tmp_path / "out"
-    assert run_cli("--ckpt", ckpt, "--images", images, "--out", out, "--size", "64x64") != 0
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", out, "--size", "64x64") == 1
+    captured = capsys.readouterr()
+    assert "warning: skipped" in captured.out and "bad.jpg" in captured.out
+    assert "2 image(s) predicted, 1 skipped" in captured.out
+    assert "bad.jpg" in captured.err and "unreadable" in captured.err
+    check_png(out / "a" / "semseg.png", SIZES["a"])
+    check_png(out / "b" / "depth.png", SIZES["b"])
+    assert not (out / "bad").exists()
+    strict = tmp_path / "strict"
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", strict, "--size", "64x64", "--strict") == 2
     err = capsys.readouterr().err
-    assert "bad.jpg" in err and "unreadable" in err
-    assert not out.exists()  # checked before anything is written
+    assert "bad.jpg" in err and "--strict" in err and "Traceback" not in err
+
+
+def test_predictor_api(baseline: tuple[MultiTaskModule, Path], images: Path) -> None:
+    """``from medusa_mtl import Predictor``: path, array and PIL inputs agree; a list is batched and gives the
+    same values as one image at a time; every output has the input's own size."""
+    from medusa_mtl import Predictor
+
+    _, ckpt = baseline
+    predictor = Predictor.from_checkpoint(ckpt, size=(64, 64), batch_size=2)
+    assert predictor.tasks == ["semseg", "depth"] and predictor.size == (64, 64)
+    path = images / "b.png"
+    from_path = predictor.predict(path)
+    with Image.open(path) as im:
+        from_pil = predictor.predict(im)
+        arr = np.asarray(im.convert("RGB"))
+    from_array = predictor.predict(arr)
+    for t in ("semseg", "depth"):
+        np.testing.assert_array_equal(from_path[t], from_array[t])
+        np.testing.assert_array_equal(from_path[t], from_pil[t])
+    assert from_path["semseg"].shape == SIZES["b"] and from_path["semseg"].dtype == np.int64
+    assert from_path["depth"].shape == SIZES["b"] and from_path["depth"].dtype == np.float32
+    batch = predictor.predict([images / "a.jpg", path, arr[:40, :50]])
+    assert [b["depth"].shape for b in batch] == [SIZES["a"], SIZES["b"], (40, 50)]
+    np.testing.assert_allclose(batch[1]["depth"], from_path["depth"], rtol=1e-4, atol=1e-3)  # batch-size rounding
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.predict(arr.astype(np.float32))
+    with pytest.raises(TypeError, match="image path"):
+        predictor.predict(42)
+
+
+def test_raw_outputs_read_back(images: Path, tmp_path: Path) -> None:
+    """``--raw`` writes class-index PNGs, depth in mm (16-bit PNG) and metres (.npy), normals (.npy) and 16-bit
+    probability PNGs whose values are the Predictor's outputs."""
+    from medusa_mtl import Predictor
+
+    module = make_module("mt_baseline", tasks="semseg,depth,normals,edge")
+    ckpt = save_ckpt(module, tmp_path / "four.ckpt")
+    out = tmp_path / "out"
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", out, "--size", "64x64", "--raw",
+                   "--no-attention") == 0
+    expected = Predictor.from_checkpoint(ckpt, size=(64, 64)).predict(images / "b.png")
+    raw = out / "b" / "raw"
+    with Image.open(raw / "semseg_index.png") as im:
+        assert im.mode == "L"
+        np.testing.assert_array_equal(np.asarray(im), expected["semseg"])
+    with Image.open(raw / "depth_mm.png") as im:
+        mm = np.asarray(im).astype(np.int64)
+    np.testing.assert_array_equal(mm, np.clip(np.rint(expected["depth"].astype(np.float64) * 1000), 0, 65535))
+    np.testing.assert_array_equal(np.load(raw / "depth_m.npy"), expected["depth"])
+    normals = np.load(raw / "normals.npy")
+    assert normals.shape == (*SIZES["b"], 3)
+    np.testing.assert_array_equal(normals, expected["normals"])
+    with Image.open(raw / "edge_prob.png") as im:
+        prob = np.asarray(im).astype(np.float64) / 65535
+    np.testing.assert_allclose(prob, expected["edge"], atol=0.5 / 65535 + 1e-7)
 
 
 @pytest.mark.parametrize("setup", [lambda d: d.mkdir(), lambda d: None], ids=["empty", "missing"])

@@ -114,10 +114,15 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(nyud12: Path, tmp_pa
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    resumed_epochs = {r["epoch"] for r in csv.DictReader((killed / "metrics.csv").open()) if r.get("val/loss")}
-    assert resumed_epochs == {"1", "2"}  # it went on from the checkpoint, it did not start again
+    rows = list(csv.DictReader((killed / "metrics.csv").open()))
+    # every epoch exactly once: epoch 0 carried over from the killed run, 1 and 2 from the resumed one
+    assert [r["epoch"] for r in rows if r.get("val/loss")] == ["0", "1", "2"]
+    keys = [(r["epoch"], r["step"]) for r in rows]
+    assert len(keys) == len(set(keys))  # no row twice
+    reference = list(csv.DictReader((uninterrupted / "metrics.csv").open()))
+    assert [(r["epoch"], r["step"]) for r in rows] == [(r["epoch"], r["step"]) for r in reference]
     before = [r for r in csv.DictReader((killed / "metrics.1.csv").open()) if r.get("val/loss")]
-    assert [r["epoch"] for r in before] == ["0"]  # the interrupted run's log is kept
+    assert [r["epoch"] for r in before] == ["0"]  # the interrupted run's raw log is kept too
     row_a, row_b = last_val_row(killed), last_val_row(uninterrupted)
     assert row_a["epoch"] == "2" and len(row_a) > 3
     assert row_a == row_b

@@ -7,6 +7,7 @@ The short forms of the model zoo's entry points, as in timm (``timm.create_model
     >>> "medusa" in medusa_mtl.list_models()
     True
 
+``medusa_mtl.Predictor`` (:mod:`medusa_mtl.engine.predictor`) runs a trained checkpoint on images.
 They are loaded on first use, so ``import medusa_mtl`` (and ``medusa --help``) does not import torch.
 """
 
@@ -16,9 +17,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models"]
+__all__ = ["__version__", "create_model", "list_models", "Predictor"]
 
-_LAZY = {"create_model": "medusa_mtl.models.factory", "list_models": "medusa_mtl.models.factory"}
+_LAZY = {
+    "create_model": "medusa_mtl.models.factory",
+    "list_models": "medusa_mtl.models.factory",
+    "Predictor": "medusa_mtl.engine.predictor",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -26,8 +26,8 @@ def upsample_output(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    if x.device.type == "cpu" and x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous():
-        x = _ChannelsLastInput.apply(x)
+    if x.device.type == "cpu" and x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous() and not torch.jit.is_tracing():
+        x = _ChannelsLastInput.apply(x)  # (a TorchScript trace cannot record a Python autograd Function)
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 

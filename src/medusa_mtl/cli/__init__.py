@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,13 +39,57 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "pretrain the shared backbone on rendered images (multi-label object presence); cached"),
     "benchmark": ("medusa_mtl.reports.benchmark", "add_benchmark_arguments", "run_benchmark",
                   "the main job: train and compare every model on the synthetic benchmark"),
+    "export": ("medusa_mtl.engine.export", "add_export_arguments", "run_export",
+               "write a checkpoint as ONNX or TorchScript (main tasks only), checked against PyTorch"),
+    "configs": ("medusa_mtl.cli.configs", "add_configs_arguments", "run_configs",
+                "list the packaged YAML configs, or print one (use them as --config medusa:<name>)"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
+#: set to 1 (or pass ``--verbose`` anywhere on the command line) to see the libraries' warnings and notices
+VERBOSE_ENV = "MEDUSA_VERBOSE"
+
+# Messages the libraries print for developers, which a user of `medusa` cannot act on.
+_QUIET_WARNINGS = (
+    r".*LeafSpec.*",  # lightning's use of a deprecated torch.utils._pytree API
+    r".*treespec.*",
+    r".*exists and is not empty.*",  # the CSV logger reusing a run folder on resume (handled, see engine)
+    r".*does not have many workers.*",  # num_workers is the user's choice, stated in the configs
+    r".*smaller than the logging interval.*",
+    r".*GPU available but not used.*",
+    r".*module\(s\) in eval mode.*",
+)
+_QUIET_LOG_LINES = ("litlogger", "Tip: For seamless cloud logging")
+
+
+def quiet_library_output() -> None:
+    """Filter the libraries' developer warnings and tips (``--verbose`` / ``MEDUSA_VERBOSE=1`` keep them)."""
+    import logging
+    import warnings
+
+    for pattern in _QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for category in (DeprecationWarning, FutureWarning):
+        for module in ("lightning", "torch", "timm", "jsonargparse", "torchmetrics"):
+            warnings.filterwarnings("ignore", category=category, module=module)
+
+    class _DropTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not any(text in record.getMessage() for text in _QUIET_LOG_LINES)
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())
+
+
+def _split_verbose(argv: list[str]) -> tuple[list[str], bool]:
+    verbose = "--verbose" in argv or os.environ.get(VERBOSE_ENV, "").strip() not in ("", "0")
+    return [a for a in argv if a != "--verbose"], verbose
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medusa", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"medusa-mtl {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help=f"show the libraries' warnings and notices (also {VERBOSE_ENV}=1); anywhere on the line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, (_, _, _, help_) in COMMANDS.items():
@@ -69,7 +114,9 @@ def _load(name: str) -> tuple[object, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medusa`` script. Returns the process exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
+    if not verbose:
+        quiet_library_output()
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from .lightning import run_lightning_cli
 

@@ -1,7 +1,8 @@
 """``medusa fit|validate|test``: LightningCLI over :class:`MultiTaskModule` and :class:`MultiTaskDataModule`.
 
-Configs compose: ``--config configs/data/nyud.yaml --config configs/model/medusa.yaml --config
-configs/profile/paper.yaml``; any key can be overridden on the command line (``--data.root DIR``).
+Configs compose: ``--config medusa:data/nyud.yaml --config medusa:model/medusa.yaml --config
+medusa:profile/paper.yaml`` (``medusa:`` names a config shipped in the package, see ``medusa configs``; any
+path works too); any key can be overridden on the command line (``--data.root DIR``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI
 
 from ..engine.training import MultiTaskDataModule, MultiTaskModule, complete_trainer_config
+from .configs import resolve_config_args
 
 
 class MedusaCLI(LightningCLI):
@@ -35,14 +37,20 @@ def run_lightning_cli(argv: list[str]) -> int:
         parser_kwargs["parser_mode"] = "omegaconf"
     cmd = argv[0] if argv else "fit"
     try:
-        MedusaCLI(
-            MultiTaskModule,
-            MultiTaskDataModule,
-            args=argv,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs=parser_kwargs,
-            seed_everything_default=0,
-        )
+        argv = resolve_config_args(argv)
+        # sys.argv rather than args=: LightningCLI warns that args= is meant for calls from Python code
+        saved_argv = sys.argv
+        sys.argv = ["medusa", *argv]
+        try:
+            MedusaCLI(
+                MultiTaskModule,
+                MultiTaskDataModule,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs=parser_kwargs,
+                seed_everything_default=0,
+            )
+        finally:
+            sys.argv = saved_argv
     except argparse.ArgumentError as err:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         print(f"medusa {cmd}: error: {message} (see `medusa {cmd} --help`)", file=sys.stderr)

@@ -14,8 +14,9 @@ every random draw of training is derived from the seed and the epoch instead of 
   persistent ones), nor on the order of reading, nor on how many processes share the data.
 * :class:`EpochReseed` re-seeds torch / NumPy / ``random`` at the start of every training epoch from
   ``(seed, epoch, rank)``, for randomness inside the model (dropout, drop-path).
-* :class:`HistoryCSVLogger` keeps the ``metrics.csv`` of the interrupted run (Lightning's CSV logger deletes
-  it when the folder is reused) as ``metrics.1.csv``, ``metrics.2.csv``, ...
+* :class:`HistoryCSVLogger` (with the :class:`LogHistory` callback) makes ``metrics.csv`` survive a resume: every
+  epoch exactly once (Lightning's CSV logger deletes the file when the folder is reused); the interrupted run's
+  raw log is kept as ``metrics.1.csv``, ``metrics.2.csv``, ...
 * :class:`EvalShardSampler` shards evaluation data across DDP ranks **without** padding: every image is scored
   exactly once, so metrics computed by N processes (merged by ``StreamingMetric.sync``) equal those of one
   process. (PyTorch's ``DistributedSampler`` pads with duplicates when the dataset size is not a multiple of the
@@ -27,6 +28,7 @@ The seed is the one given to ``seed_everything`` (``--seed_everything``; Lightni
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 import warnings
@@ -39,6 +41,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Dataset, DistributedSampler
 
 _MASK63 = (1 << 63) - 1
@@ -187,8 +190,18 @@ class EpochReseed(L.Callback):
 
 
 class HistoryCSVLogger(CSVLogger):
-    """Lightning's ``CSVLogger``, except that an existing ``metrics.csv`` (an interrupted run that is now being
-    resumed) is kept as ``metrics.<k>.csv`` (first free ``k``) instead of being deleted."""
+    """Lightning's ``CSVLogger`` made resume-safe: after ``--ckpt_path last``, ``metrics.csv`` holds every epoch
+    exactly once.
+
+    - Rows are written to disk at the start of every training epoch (:class:`LogHistory`), so a run killed
+      mid-epoch has every finished epoch's rows in its file.
+    - When a run resumes in the same folder, the existing ``metrics.csv`` is kept as ``metrics.<k>.csv`` (first
+      free ``k``: the interrupted run's raw log) instead of being deleted, and its rows of the epochs before
+      the resumed one are carried over into the new ``metrics.csv`` (:meth:`restore_history`); the rows of
+      the epoch it was killed in are dropped, the resumed run writes them again.
+    """
+
+    _previous: list[dict[str, str]] | None = None
 
     @property
     @rank_zero_experiment
@@ -199,7 +212,51 @@ class HistoryCSVLogger(CSVLogger):
                 k = 1
                 while metrics.with_name(f"metrics.{k}.csv").exists():
                     k += 1
-                os.replace(metrics, metrics.with_name(f"metrics.{k}.csv"))
+                backup = metrics.with_name(f"metrics.{k}.csv")
+                os.replace(metrics, backup)
+                with backup.open(newline="") as f:
+                    self._previous = list(csv.DictReader(f))
         with warnings.catch_warnings():  # "Previous log files ... will be deleted": not any more
             warnings.filterwarnings("ignore", message="Experiment logs directory")
             return super().experiment
+
+    @rank_zero_only
+    def restore_history(self, epoch: int) -> None:
+        """Carry the previous run's rows of epochs ``< epoch`` (the epoch training starts at) into metrics.csv,
+        before anything this run logs."""
+        writer = self.experiment
+        previous, self._previous = self._previous or [], None
+        keep = [row for row in previous if _row_epoch(row) is not None and _row_epoch(row) < epoch]
+        if not keep:
+            return
+        path = Path(writer.metrics_file_path)
+        written = []
+        if path.is_file():
+            with path.open(newline="") as f:
+                written = list(csv.DictReader(f))
+            path.unlink()
+        writer.metrics = [{k: v for k, v in row.items() if v not in ("", None)} for row in keep + written] + \
+            writer.metrics
+        writer.metrics_keys = []
+        writer.save()
+
+
+def _row_epoch(row: dict[str, str]) -> float | None:
+    try:
+        return float(row["epoch"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class LogHistory(L.Callback):
+    """Keeps :class:`HistoryCSVLogger` files complete across a kill and a resume (see its docstring)."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, HistoryCSVLogger):
+                logger.restore_history(trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, HistoryCSVLogger):
+                logger.save()

@@ -39,6 +39,7 @@ from .reproducibility import (
     EpochReseed,
     EpochShuffleSampler,
     HistoryCSVLogger,
+    LogHistory,
     SeededSamples,
     eval_sampler,
     global_seed,
@@ -478,7 +479,7 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     config["plugins"] = plugins
     root = config.get("default_root_dir") or "runs"
     if config.get("logger") in (None, True):
-        # the CSV logger keeps the metrics.csv of an interrupted run (renamed metrics.1.csv, ...) on resume
+        # the CSV logger keeps an interrupted run's rows on resume (and its raw log as metrics.1.csv, ...)
         config["logger"] = [TensorBoardLogger(root, name="", version=""), HistoryCSVLogger(root, name="", version="")]
     callbacks = config.get("callbacks") or []
     callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
@@ -488,6 +489,10 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
         callbacks.extend(default_checkpoint_callbacks(Path(root) / "checkpoints"))
     if not any(isinstance(c, EpochReseed) for c in callbacks):
         callbacks.append(EpochReseed())  # exact resume: per-epoch seeds (medusa_mtl.engine.reproducibility)
+    loggers = config["logger"] if isinstance(config.get("logger"), list | tuple) else [config.get("logger")]
+    history = any(isinstance(lg, HistoryCSVLogger) for lg in loggers)
+    if history and not any(isinstance(c, LogHistory) for c in callbacks):
+        callbacks.append(LogHistory())  # metrics.csv: every epoch exactly once across a resume
     config["callbacks"] = callbacks
     return config
 

@@ -10,19 +10,27 @@ image, in ``<out>/<image stem>/``:
 - ``panel.png``: the input and every task side by side, with titles;
 - for models with ``net.attention_maps(x)`` (Medusa): ``sfa.png`` (per task, the Shared Feature Attention
   mask of each backbone scale over the image) and ``msa.png`` (per task, the Multi-Scale Attention softmax
-  weight of each scale over the image), each written when the model has that mechanism switched on.
+  weight of each scale over the image), each written when the model has that mechanism switched on;
+- with ``--raw``, machine-readable outputs at the image's size in ``raw/`` (:func:`save_raw_outputs`):
+  ``<task>_index.png`` (uint8 class ids) for semseg / human parts, ``depth_mm.png`` (uint16 millimetres,
+  0 = no depth) and ``depth_m.npy`` (float32 metres), ``normals.npy`` (float32 H x W x 3),
+  ``<task>_prob.png`` (uint16, probability x 65535) for edge / saliency.
 
-Python API (the benchmark calls it directly)::
+A file that cannot be read is skipped with one warning line; the others are processed, and the command ends
+with a summary and exit status 1 when something was skipped (``--strict``: stop at the first such file).
 
-    module = load_module("run/best.ckpt")
-    preds = predict_images(module, ["a.jpg", "b.png"], size=(128, 160))   # [{task: array at original size}]
-    save_prediction_pngs(read_image("a.jpg"), preds[0], "out/a", dataset=module.eval_dataset)
+Predictions come from :class:`~medusa_mtl.engine.predictor.Predictor` (the Python API for inference)::
+
+    predictor = Predictor.from_checkpoint("run/best.ckpt")
+    preds = predictor.predict(["a.jpg", "b.png"])          # [{task: array at the image's size}]
+    save_prediction_pngs(read_image("a.jpg"), preds[0], "out/a", dataset=predictor.dataset)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,16 +39,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.formats import read_image
+from ..data.formats import DataFormatError, read_image
 from ..data.transforms import check_size, normalize_image, resize_image
+from ..engine.predictor import Predictor, resolve_size, training_size
 from ..errors import ConfigError
 from ..tasks import get_task
 from . import visualize as vis
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-# Keys under which a training size may be recorded (module hparams, or a checkpoint's datamodule hparams).
-_SIZE_KEYS = ("size", "train_size", "input_size", "image_size")
+__all__ = ["Predictor", "resolve_size", "training_size", "predict_array", "predict_images", "predict_paths",
+           "predict_folder", "save_prediction_pngs", "save_raw_outputs", "list_images", "SkippedImages"]
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 AttentionMaps = dict[str, dict[str, list[tuple[str, np.ndarray]]]]
 
 
@@ -57,45 +66,6 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     if not paths:
         raise ConfigError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
     return paths
-
-
-def _size_from(mapping: Mapping[str, Any] | None) -> tuple[int, int] | None:
-    for key in _SIZE_KEYS:
-        value = (mapping or {}).get(key)
-        if value is not None:
-            try:
-                return check_size(value)
-            except ValueError as err:
-                raise ConfigError(f"the checkpoint records an unusable training {key} {value!r}: {err}") from None
-    return None
-
-
-def training_size(module: Any, checkpoint: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
-    """The network input size the module was trained at, if recorded: in its hparams, or in the checkpoint's
-    ``hyper_parameters`` / ``datamodule_hyper_parameters``; ``None`` otherwise."""
-    hp = getattr(module, "hparams", None)
-    size = _size_from(dict(hp) if hp is not None else None)
-    if size is None and checkpoint is not None:
-        size = _size_from(checkpoint.get("hyper_parameters"))
-        size = size or _size_from(checkpoint.get("datamodule_hyper_parameters"))
-    return size
-
-
-def resolve_size(
-    module: Any, size: Sequence[int] | None = None, checkpoint: Mapping[str, Any] | None = None
-) -> tuple[tuple[int, int], str]:
-    """Network input size and where it comes from: ``size`` if given, else the training size recorded in
-    the module / checkpoint, else the default size of the module's dataset (SPEC §6)."""
-    if size is not None:
-        return check_size(size), "--size"
-    recorded = training_size(module, checkpoint)
-    if recorded is not None:
-        return recorded, "the checkpoint's training size"
-    from ..data.datasets import get_dataset_info
-
-    dataset = getattr(module, "eval_dataset", None) or dict(module.hparams).get("dataset", "nyud")
-    info = get_dataset_info(dataset)
-    return check_size(info.default_size), f"the {info.name} default"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -123,6 +93,28 @@ def _network(module: Any) -> Any:
     return getattr(module, "net", module)
 
 
+def predict_array(module: Any, image: np.ndarray, size: Sequence[int]) -> dict[str, np.ndarray]:
+    """Predictions of every main task for one uint8 ``H x W x 3`` image, at the image's own size (see
+    :class:`~medusa_mtl.engine.predictor.Predictor`)."""
+    with _eval_mode(module):
+        return _as_predictor(module, size).predict_arrays([image])[0]
+
+
+def predict_images(module: Any, paths: Sequence[str | os.PathLike[str]],
+                   size: Sequence[int] | None = None) -> list[dict[str, np.ndarray]]:
+    """Predict every main task for each image file; one dict per path, in order (``size`` defaults to
+    :func:`~medusa_mtl.engine.predictor.resolve_size`)."""
+    with _eval_mode(module):
+        return _as_predictor(module, size).predict([Path(p) for p in paths])
+
+
+def _as_predictor(module: Any, size: Sequence[int] | None = None,
+                  checkpoint: Mapping[str, Any] | None = None) -> Predictor:
+    if isinstance(module, Predictor):
+        return module
+    return Predictor(module, size=size, device=_device_of(module), checkpoint=checkpoint)
+
+
 def main_tasks(module: Any) -> list[str]:
     """The tasks the module predicts at inference."""
     tasks = getattr(module, "main_tasks", None) or getattr(_network(module), "tasks", None)
@@ -133,56 +125,6 @@ def main_tasks(module: Any) -> list[str]:
 
 def _input_tensor(image: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
     return normalize_image(resize_image(image, size)).unsqueeze(0).to(device)
-
-
-def _to_numpy(task_name: str, pred: torch.Tensor) -> np.ndarray:
-    """One image's post-processed prediction -> NumPy: class ids ``H x W`` int64; depth, edge, sal ``H x W``
-    float32; normals ``H x W x 3`` float32."""
-    arr = pred.detach().float().cpu().numpy() if pred.is_floating_point() else pred.detach().cpu().numpy()
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    elif arr.ndim == 3:
-        arr = np.moveaxis(arr, 0, -1)
-    if get_task(task_name).kind == "classes":
-        return np.ascontiguousarray(arr, dtype=np.int64)
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-@torch.no_grad()
-def predict_array(module: Any, image: np.ndarray, size: Sequence[int]) -> dict[str, np.ndarray]:
-    """Predictions of every main task for one uint8 ``H x W x 3`` image, at the image's own size.
-
-    The image is resized to ``size`` for the network; each raw output is resized back to ``H x W``
-    (bilinear) and post-processed by its task (class ids, depth >= 0, unit normals, probabilities).
-    """
-    size = check_size(size)
-    hw = (int(image.shape[0]), int(image.shape[1]))
-    with _eval_mode(module):
-        outputs = module(_input_tensor(image, size, _device_of(module)))
-    preds: dict[str, np.ndarray] = {}
-    for t in main_tasks(module):
-        if t not in outputs:
-            raise ConfigError(f"the model produced no output for its main task {t!r} (outputs: {sorted(outputs)})")
-        task = get_task(t)
-        raw = task.upsample(outputs[t][:1].float(), hw)
-        preds[t] = _to_numpy(t, task.postprocess(raw)[0])
-    return preds
-
-
-def predict_images(
-    module: Any,
-    paths: Sequence[str | os.PathLike[str]],
-    size: Sequence[int] | None = None,
-) -> list[dict[str, np.ndarray]]:
-    """Predict every main task for each image file (see :func:`predict_array`); one dict per path, in order.
-
-    ``size`` defaults to :func:`resolve_size` (training size if recorded, else the dataset's default).
-    Predictions: ``semseg`` / ``human_parts`` int64 ``H x W`` class ids; ``depth`` float32 ``H x W`` (>= 0);
-    ``normals`` float32 ``H x W x 3`` (unit); ``edge`` / ``sal`` float32 ``H x W`` in [0, 1]; ``H x W`` is the
-    file's own size.
-    """
-    net_size, _ = resolve_size(module, size)
-    return [predict_array(module, read_image(p), net_size) for p in paths]
 
 
 def has_attention(module: Any) -> bool:
@@ -334,6 +276,50 @@ def save_prediction_pngs(
     return written
 
 
+def save_raw_outputs(predictions: Mapping[str, np.ndarray], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Machine-readable predictions (at the image's size) in ``out_dir``; returns ``{name: path}``.
+
+    - class tasks (``semseg``, ``human_parts``): ``<task>_index.png``, uint8 class ids (0-based, as predicted);
+    - ``depth``: ``depth_mm.png`` (uint16 millimetres, rounded, clipped to 65535; 0 = no depth) and
+      ``depth_m.npy`` (float32 metres, exact);
+    - ``normals``: ``normals.npy`` (float32 ``H x W x 3`` unit vectors, camera frame);
+    - probability tasks (``edge``, ``sal``): ``<task>_prob.png``, uint16 = round(p * 65535).
+    """
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for t, pred in predictions.items():
+        kind = get_task(t).kind
+        if kind == "classes":
+            if pred.max(initial=0) > 255 or pred.min(initial=0) < 0:
+                raise ValueError(f"{t}: class ids outside 0..255 cannot be written as a uint8 PNG")
+            path = out_dir / f"{t}_index.png"
+            Image.fromarray(pred.astype(np.uint8), mode="L").save(path)
+            written[f"{t}_index"] = path
+        elif t == "depth":
+            mm = np.clip(np.rint(pred.astype(np.float64) * 1000.0), 0, 65535).astype(np.uint16)
+            path = out_dir / "depth_mm.png"
+            Image.fromarray(mm).save(path)
+            written["depth_mm"] = path
+            written["depth_m"] = out_dir / "depth_m.npy"
+            np.save(written["depth_m"], pred.astype(np.float32))
+        elif pred.ndim == 3:
+            written[t] = out_dir / f"{t}.npy"
+            np.save(written[t], pred.astype(np.float32))
+        else:
+            prob = np.clip(np.rint(pred.astype(np.float64) * 65535.0), 0, 65535).astype(np.uint16)
+            path = out_dir / f"{t}_prob.png"
+            Image.fromarray(prob).save(path)
+            written[f"{t}_prob"] = path
+    return written
+
+
+class SkippedImages(RuntimeError):
+    """Raised by ``--strict`` prediction at the first image that cannot be read."""
+
+
 def _output_names(paths: Sequence[Path]) -> list[str]:
     """Folder name per image: its stem, or ``<stem>_<suffix>`` when two images share a stem."""
     stems = [p.stem for p in paths]
@@ -348,37 +334,50 @@ def predict_paths(
     attention: bool = True,
     checkpoint: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    raw: bool = False,
+    strict: bool = False,
+    skipped: list[tuple[Path, str]] | None = None,
 ) -> list[dict[str, Path]]:
-    """Predict each image file and write its PNGs into ``<out>/<stem>/`` (see the module docstring).
+    """Predict each image file and write its PNGs (and with ``raw`` its raw outputs) into ``<out>/<stem>/``.
 
-    Every image is decoded once before any prediction, so a corrupt file stops the run (naming the file)
-    before anything is written. Returns the written files of each image, in order.
+    ``module``: a :class:`~medusa_mtl.engine.predictor.Predictor` or a loaded module. A file that cannot be
+    read is skipped with a warning (appended to ``skipped`` as ``(path, reason)``); with ``strict`` the first
+    one raises :class:`SkippedImages` instead. Returns the written files of each predicted image, in order.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise ConfigError("no images to predict")
-    for p in paths:
-        read_image(p)  # fail early, naming the file
-    net_size, source = resolve_size(module, size, checkpoint)
-    dataset = getattr(module, "eval_dataset", None)
-    log(f"{len(paths)} image(s), network input {net_size[0]}x{net_size[1]} ({source}), "
-        f"tasks: {', '.join(main_tasks(module))}")
-    want_attention = attention and has_attention(module)
+    predictor = _as_predictor(module, size, checkpoint)
+    net = predictor.module
+    log(f"{len(paths)} image(s), network input {predictor.size[0]}x{predictor.size[1]} "
+        f"({predictor.size_source}), tasks: {', '.join(predictor.tasks)}")
+    want_attention = attention and has_attention(net)
     if attention and not want_attention:
-        hp = dict(getattr(module, "hparams", {}) or {})
-        name = hp.get("arch") or hp.get("model") or type(_network(module)).__name__
+        hp = dict(getattr(net, "hparams", {}) or {})
+        name = hp.get("arch") or hp.get("model") or type(_network(net)).__name__
         log(f"note: model {name!r} has no attention maps; sfa.png / msa.png skipped")
     results = []
     noted_off = False
     for path, name in zip(paths, _output_names(paths)):
-        image = read_image(path)
-        preds = predict_array(module, image, net_size)
-        attn = attention_arrays(module, image, net_size, warn=log) if want_attention else None
+        try:
+            image = read_image(path)
+        except (DataFormatError, OSError) as err:
+            if strict:
+                raise SkippedImages(f"{err} (--strict: stopped at the first unreadable image)") from None
+            reason = str(err)
+            log(f"warning: skipped {path}: {reason}")
+            if skipped is not None:
+                skipped.append((path, reason))
+            continue
+        preds = predictor.predict_arrays([image])[0]
+        attn = attention_arrays(net, image, predictor.size, warn=log) if want_attention else None
         if want_attention and not noted_off and not any((attn or {}).values()):
             log("note: the model's attention mechanisms are switched off; sfa.png / msa.png skipped")
             noted_off = True
-        written = save_prediction_pngs(image, preds, Path(out) / name, dataset=dataset, attention=attn,
+        written = save_prediction_pngs(image, preds, Path(out) / name, dataset=predictor.dataset, attention=attn,
                                        title=path.name)
+        if raw:
+            written.update({f"raw/{k}": v for k, v in save_raw_outputs(preds, Path(out) / name / "raw").items()})
         log(f"{path.name} -> {Path(out) / name}/ ({', '.join(written)})")
         results.append(written)
     return results
@@ -392,10 +391,13 @@ def predict_folder(
     attention: bool = True,
     checkpoint: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    raw: bool = False,
+    strict: bool = False,
+    skipped: list[tuple[Path, str]] | None = None,
 ) -> list[dict[str, Path]]:
     """:func:`predict_paths` on every ``.jpg`` / ``.jpeg`` / ``.png`` of ``images`` (sorted)."""
     return predict_paths(module, list_images(images), out, size=size, attention=attention,
-                         checkpoint=checkpoint, log=log)
+                         checkpoint=checkpoint, log=log, raw=raw, strict=strict, skipped=skipped)
 
 
 def predict_folder_to_panels(
@@ -413,14 +415,9 @@ def predict_folder_to_panels(
     Returns, per image in order, the paths of ``panel.png`` and (when written) ``sfa.png`` and ``msa.png``,
     as POSIX strings relative to ``relative_to`` (absolute when it is ``None``).
     """
-    from ..engine.checkpoints import load_checkpoint
-    from ..engine.evaluation import load_module
-
-    module = load_module(ckpt)
-    checkpoint = load_checkpoint(ckpt) if size is None and training_size(module) is None else None
-    module.to(torch.device(device))
-    written = predict_paths(module, list(images), out, size=size, attention=attention, checkpoint=checkpoint,
-                            log=log or (lambda _msg: None))
+    predictor = Predictor.from_checkpoint(ckpt, device=device, size=size)
+    written = predict_paths(predictor, list(images), out, attention=attention, log=log or (lambda _msg: None),
+                            strict=True)
     figures: list[str] = []
     for files in written:
         for key in ("panel", "sfa", "msa"):
@@ -446,29 +443,32 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                              "records it, else the dataset's default)")
     parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=True,
                         help="write sfa.png / msa.png for models with attention maps (Medusa)")
+    parser.add_argument("--raw", action="store_true",
+                        help="also write machine-readable outputs in raw/: class-index PNGs, depth in mm (16-bit "
+                             "PNG) and metres (.npy), normals (.npy), probabilities (16-bit PNG)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable image (default: skip it, warn, exit with status 1)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """``medusa predict``."""
+    """``medusa predict``: 0 when every image was predicted, 1 when some were skipped."""
     from ..data.sizes import parse_network_size
-    from ..engine.checkpoints import load_checkpoint
-    from ..engine.evaluation import load_module
 
     size = parse_network_size(args.size)
     images = Path(args.images)
-    list_images(images)  # a missing or empty folder is reported before the checkpoint is loaded
+    paths = list_images(images)  # a missing or empty folder is reported before the checkpoint is loaded
+    predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, size=size)
+    skipped: list[tuple[Path, str]] = []
     try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise ConfigError(f"--device {args.device!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
-    module = load_module(args.ckpt)
-    checkpoint = None
-    if size is None and training_size(module) is None:
-        checkpoint = load_checkpoint(args.ckpt)  # for a size recorded by the data module
-    module.to(device)
-    predict_folder(module, images, args.out, size=size, attention=args.attention, checkpoint=checkpoint)
-    print(f"wrote {args.out}")
+        done = predict_paths(predictor, paths, args.out, attention=args.attention, raw=args.raw,
+                             strict=args.strict, skipped=skipped)
+    except SkippedImages as err:
+        raise ConfigError(str(err)) from None
+    print(f"wrote {args.out}: {len(done)} image(s) predicted, {len(skipped)} skipped")
+    if skipped:
+        print("skipped (unreadable):", file=sys.stderr)
+        for path, reason in skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,89 @@
+"""The YAML configs that ship inside the package, addressable without a clone.
+
+``medusa:<group>/<name>.yaml`` names a packaged config (``medusa:model/medusa.yaml``,
+``medusa:data/synthetic_nyud.yaml``, ``medusa:benchmark/standard.yaml``); ``medusa configs`` lists them and
+``medusa configs model/medusa.yaml`` prints one. ``medusa fit|validate|test --config medusa:...`` resolves the
+reference to the installed file, so the same command works in a clone and after ``pip install``.
+
+Example:
+    >>> from medusa_mtl.cli.configs import resolve_config
+    >>> resolve_config("medusa:model/medusa.yaml").name
+    'medusa.yaml'
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+
+PREFIX = "medusa:"
+
+__all__ = ["PREFIX", "config_root", "list_configs", "resolve_config", "resolve_config_args"]
+
+
+def config_root() -> Path:
+    """The folder of the packaged configs (inside the installed package)."""
+    return Path(str(resources.files("medusa_mtl") / "configs"))
+
+
+def list_configs() -> list[str]:
+    """Every packaged config as ``group/name.yaml``, sorted."""
+    root = config_root()
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config(ref: str) -> Path:
+    """The file a ``medusa:group/name.yaml`` reference names (``.yaml`` may be left out); a plain path is
+    returned unchanged. An unknown reference is a :class:`~medusa_mtl.errors.ConfigError` listing the
+    packaged configs."""
+    if not ref.startswith(PREFIX):
+        return Path(ref)
+    name = ref[len(PREFIX):].strip("/")
+    if not name.endswith((".yaml", ".yml")):
+        name += ".yaml"
+    path = config_root() / name
+    if ".." in Path(name).parts or not path.is_file():
+        raise ConfigError(f"--config {ref}: no packaged config {name!r}; available: {', '.join(list_configs())} "
+                          "(`medusa configs` lists them)")
+    return path
+
+
+def resolve_config_args(argv: list[str]) -> list[str]:
+    """``argv`` with every ``--config medusa:...`` / ``--config=medusa:...`` replaced by the packaged file."""
+    out: list[str] = []
+    expect_value = False
+    for arg in argv:
+        if expect_value:
+            out.append(str(resolve_config(arg)))
+            expect_value = False
+        elif arg == "--config":
+            out.append(arg)
+            expect_value = True
+        elif arg.startswith("--config="):
+            out.append("--config=" + str(resolve_config(arg[len("--config="):])))
+        else:
+            out.append(arg)
+    return out
+
+
+def add_configs_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``medusa configs``."""
+    parser.add_argument("name", nargs="?", default=None,
+                        help="a packaged config to print (e.g. model/medusa.yaml); none: list them all")
+    parser.add_argument("--path", action="store_true", help="print the file's path instead of its content")
+
+
+def run_configs(args: argparse.Namespace) -> int:
+    """``medusa configs [NAME] [--path]``."""
+    if args.name is None:
+        print(f"packaged configs (use as --config {PREFIX}<name>), in {config_root()}:")
+        for name in list_configs():
+            print(f"  {PREFIX}{name}")
+        return 0
+    ref = args.name if args.name.startswith(PREFIX) else PREFIX + args.name
+    path = resolve_config(ref)
+    print(path if args.path else path.read_text().rstrip())
+    return 0

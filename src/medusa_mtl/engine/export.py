@@ -1,0 +1,263 @@
+"""``medusa export``: a trained checkpoint as an ONNX or TorchScript file for use outside Python/PyTorch.
+
+The exported graph is the eval-mode network with only the main tasks' heads (no auxiliary heads, no initial
+predictions), in its literal form (the fused fast paths make shape-dependent Python decisions an exporter
+cannot keep; the literal form gives the same outputs up to float rounding), followed by each task's
+post-processing. Contract of the file:
+
+- input ``image``: float32 ``[B, 3, H, W]``, RGB scaled to [0, 1] (the ImageNet normalisation is inside the
+  graph); ``H`` and ``W`` multiples of 32;
+- one output per task, named after it, at the input's size: ``semseg`` / ``human_parts`` int64 ``[B, H, W]``
+  class ids; ``depth`` float32 ``[B, 1, H, W]`` metres (>= 0); ``normals`` float32 ``[B, 3, H, W]`` unit
+  vectors; ``edge`` / ``sal`` float32 ``[B, 1, H, W]`` probabilities.
+
+Height and width are those of the example (``--size``; export once per input size): the models read the input
+size as Python numbers for the final resize, so a graph cannot follow another size. ONNX files have a dynamic
+batch; TorchScript files are traced, and the check reports whether another batch works.
+
+Every export is checked against the PyTorch model (the fused form, as used for inference) on a random input
+and, when given, real images: the largest absolute difference of the float outputs must stay below
+``FLOAT_TOLERANCE`` (relative to the output's range) and class maps must agree on at least ``CLASS_AGREEMENT``
+of the pixels (a class whose two top logits are within rounding can flip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import ConfigError
+from ..tasks import get_task, parse_tasks
+
+__all__ = ["InferenceGraph", "export_model", "check_export", "FLOAT_TOLERANCE", "CLASS_AGREEMENT"]
+
+FORMATS = ("onnx", "torchscript")
+#: largest |exported - PyTorch| allowed, as a fraction of the PyTorch output's range (max - min, at least 1)
+FLOAT_TOLERANCE = 1e-2
+#: fraction of pixels on which exported and PyTorch class maps must agree
+CLASS_AGREEMENT = 0.999
+
+
+class InferenceGraph(nn.Module):
+    """The exported computation: normalise, run the network, post-process each requested main task."""
+
+    def __init__(self, net: nn.Module, tasks: Sequence[str]) -> None:
+        super().__init__()
+        self.net = net
+        self.tasks = list(tasks)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.net((image - self.mean) / self.std)
+        return tuple(get_task(t).postprocess(outputs[t]) for t in self.tasks)
+
+
+def inference_graph(module: Any, tasks: Sequence[str] | None = None, fused: bool = False) -> InferenceGraph:
+    """The eval-mode :class:`InferenceGraph` of a loaded module (a copy; the module is left as it is)."""
+    from ..models.optimize import set_fused
+
+    net = copy.deepcopy(getattr(module, "net", module)).cpu().eval()
+    main = list(getattr(net, "tasks", []) or [])
+    dataset = getattr(net, "dataset", None)
+    wanted = parse_tasks(tasks, dataset) if tasks else main
+    unknown = [t for t in wanted if t not in main]
+    if unknown:
+        raise ConfigError(f"--tasks {','.join(unknown)}: not main tasks of this model (main tasks: {main})")
+    if hasattr(net, "drop_auxiliary_heads"):
+        net.drop_auxiliary_heads()
+    set_fused(net, fused)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return InferenceGraph(net, wanted).eval()
+
+
+def _example(size: Sequence[int], batch: int = 1, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, int(size[0]), int(size[1]), generator=g)
+
+
+def export_model(graph: InferenceGraph, path: str | os.PathLike[str], fmt: str, size: Sequence[int]) -> dict[str, Any]:
+    """Write ``graph`` to ``path`` as ``fmt`` (``onnx`` or ``torchscript``), atomically; returns facts about it."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    example = _example(size)
+    info: dict[str, Any] = {"format": fmt, "tasks": list(graph.tasks), "example_size": [int(s) for s in size]}
+    with torch.no_grad():
+        if fmt == "torchscript":
+            with warnings.catch_warnings():  # TracerWarnings about Python numbers: the size is fixed by design
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                traced = torch.jit.trace(graph, example, check_trace=False)
+            traced.save(str(tmp))
+            info["dynamic"] = "batch and size fixed at tracing (see the check)"
+        else:
+            _export_onnx(graph, example, tmp, info)
+    os.replace(tmp, path)
+    info["file"] = str(path)
+    info["bytes"] = path.stat().st_size
+    return info
+
+
+def _export_onnx(graph: InferenceGraph, example: torch.Tensor, path: Path, info: dict[str, Any]) -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install 'medusa-mtl[export]'") from None
+    kwargs: dict[str, Any] = {"input_names": ["image"], "output_names": list(graph.tasks)}
+    # Dynamic batch; height and width stay those of the example: the models read the input size as Python
+    # ints (for the output resize), so a symbolic size would give outputs of the example's size, silently.
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        torch.onnx.export(graph, (example,), str(path), dynamo=True, external_data=False, verbose=False,
+                          report=False, dynamic_shapes={"image": {0: batch}}, **kwargs)
+        info["exporter"] = "torch.export (dynamo)"
+    except Exception as err:  # the graph-capture exporter could not take it: fall back to the tracing one
+        torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=17,
+                          dynamic_axes={"image": {0: "batch"}, **{t: {0: "batch"} for t in graph.tasks}}, **kwargs)
+        info["exporter"] = f"TorchScript-based (dynamo export failed: {type(err).__name__})"
+
+
+class ExportedModel:
+    """Runs an exported file with the same call as the graph: ``run(image) -> tuple of arrays``."""
+
+    def __init__(self, path: str | os.PathLike[str], fmt: str) -> None:
+        self.fmt = fmt
+        if fmt == "onnx":
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise ConfigError("checking an ONNX export needs onnxruntime: pip install 'medusa-mtl[export]'") \
+                    from None
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        else:
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(self, image: torch.Tensor) -> tuple[np.ndarray, ...]:
+        if self.fmt == "onnx":
+            return tuple(self.session.run(None, {"image": image.numpy()}))
+        with torch.no_grad():
+            return tuple(o.numpy() for o in self.module(image))
+
+
+def _compare(tasks: Sequence[str], got: Sequence[np.ndarray], ref: Sequence[torch.Tensor]) -> dict[str, float]:
+    """Per task: ``max_abs_diff`` / ``range`` for float outputs, ``agreement`` for class maps; raises on a miss."""
+    out: dict[str, float] = {}
+    for t, g, r in zip(tasks, got, ref):
+        r = r.numpy()
+        if g.shape != r.shape:
+            raise ConfigError(f"export check: {t} has shape {g.shape}, PyTorch gives {r.shape}")
+        if get_task(t).kind == "classes":
+            agreement = float((g == r).mean())
+            out[t] = agreement
+            if agreement < CLASS_AGREEMENT:
+                raise ConfigError(f"export check: {t} class maps agree on {agreement:.4%} of the pixels "
+                                  f"(< {CLASS_AGREEMENT:.1%})")
+        else:
+            scale = max(float(r.max() - r.min()), 1.0)
+            diff = float(np.abs(g.astype(np.float64) - r).max()) / scale
+            out[t] = diff
+            if diff > FLOAT_TOLERANCE:
+                raise ConfigError(f"export check: {t} differs from PyTorch by {diff:.2e} of its range "
+                                  f"(> {FLOAT_TOLERANCE:g})")
+    return out
+
+
+def check_export(module: Any, path: str | os.PathLike[str], fmt: str, size: Sequence[int],
+                 tasks: Sequence[str], images: Sequence[np.ndarray] = ()) -> dict[str, Any]:
+    """Compare the exported file with the PyTorch model (fused inference form) on a random input and on
+    ``images`` (uint8 H x W x 3, resized to ``size``); also tries batch 2.
+    Returns the differences, the latency (median of 5, batch 1) and what is dynamic."""
+    from ..data.transforms import resize_image
+
+    reference = inference_graph(module, tasks, fused=True)
+    exported = ExportedModel(path, fmt)
+    inputs = [_example(size, seed=1)]
+    inputs += [torch.from_numpy(resize_image(im, size)).permute(2, 0, 1)[None].float() / 255 for im in images]
+    report: dict[str, Any] = {"random": None, "images": []}
+    with torch.no_grad():
+        for i, x in enumerate(inputs):
+            diffs = _compare(reference.tasks, exported.run(x), reference(x))
+            if i == 0:
+                report["random"] = diffs
+            else:
+                report["images"].append(diffs)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            exported.run(inputs[0])
+            times.append(time.perf_counter() - t0)
+        report["latency_ms"] = round(1000 * float(np.median(times)), 2)
+        x = _example(size, batch=2, seed=2)
+        try:
+            got = exported.run(x)
+        except Exception:  # a fixed batch: the runtime rejects the input
+            report["dynamic"] = {"batch": False}
+        else:
+            _compare(reference.tasks, got, reference(x))  # a batch it accepts must give the right values
+            report["dynamic"] = {"batch": True}
+    return report
+
+
+# ------------------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------------------
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``medusa export``."""
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by training")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="onnx or torchscript")
+    parser.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt)")
+    parser.add_argument("--tasks", default=None, help="main tasks to export, comma-separated (default: all)")
+    parser.add_argument("--size", default=None,
+                        help="HxW of the example input, multiples of 32 (default: the checkpoint's training size, "
+                             "else the dataset's default)")
+    parser.add_argument("--check-images", default=None,
+                        help="folder of images to check the export on, besides a random input")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``medusa export``."""
+    from ..data.formats import read_image
+    from ..data.sizes import parse_network_size
+    from .predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(args.ckpt, size=parse_network_size(args.size))
+    module, size = predictor.module, predictor.size
+    tasks = parse_tasks(args.tasks, predictor.dataset) if args.tasks else predictor.tasks
+    graph = inference_graph(module, tasks)
+    info = export_model(graph, args.out, args.format, size)
+    images = []
+    if args.check_images:
+        images = [read_image(p) for p in sorted(Path(args.check_images).iterdir())
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png")][:4]
+    report = check_export(module, args.out, args.format, size, tasks, images)
+    print(f"wrote {info['file']} ({info['bytes'] / 2**20:.1f} MiB, {args.format}"
+          + (f", {info['exporter']}" if "exporter" in info else "") + ")")
+    print(f"outputs: {', '.join(tasks)} (input 'image': float32 [B, 3, H, W] RGB in [0, 1])")
+    print(f"check against PyTorch ({size[0]}x{size[1]}): random input {_fmt(report['random'])}"
+          + (f"; {len(report['images'])} image(s) " + _fmt(report["images"][-1]) if report["images"] else ""))
+    dyn = report["dynamic"]
+    print(f"latency {report['latency_ms']} ms (batch 1, CPU); dynamic batch: {'yes' if dyn['batch'] else 'no'}; "
+          f"input size fixed at {size[0]}x{size[1]}")
+    return 0
+
+
+def _fmt(diffs: dict[str, float]) -> str:
+    return ", ".join(f"{t} agrees on {v:.2%} of pixels" if get_task(t).kind == "classes"
+                     else f"{t} max diff {v:.1e} of its range" for t, v in diffs.items())

@@ -1,0 +1,189 @@
+"""Inference on images: ``Predictor`` turns a trained checkpoint into ``{task: np.ndarray}`` per image.
+
+Each image is resized to the network input size (bicubic, as in evaluation), normalised, run through the model
+in eval mode (images of a list go through in batches), and every main task's raw output is resized back to the
+image's own size (bilinear, as in evaluation) and post-processed by its task:
+
+- ``semseg`` / ``human_parts``: int64 ``H x W`` class ids;
+- ``depth``: float32 ``H x W`` in metres (>= 0);
+- ``normals``: float32 ``H x W x 3`` unit vectors (camera frame);
+- ``edge`` / ``sal``: float32 ``H x W`` probabilities in [0, 1].
+
+Example::
+
+    >>> from medusa_mtl import Predictor                                # doctest: +SKIP
+    >>> predictor = Predictor.from_checkpoint("runs/nyud/best.ckpt")    # doctest: +SKIP
+    >>> out = predictor.predict("room.jpg")                             # doctest: +SKIP
+    >>> out["semseg"].shape, out["depth"].dtype                         # doctest: +SKIP
+    ((480, 640), dtype('float32'))
+
+The input may be a path, a ``PIL.Image`` or a uint8 ``H x W x 3`` RGB array (a gray ``H x W`` array is
+repeated to RGB); a list of them returns a list of dicts, in order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.formats import read_image
+from ..data.transforms import check_size, normalize_image, resize_image
+from ..errors import ConfigError
+from ..tasks import get_task
+
+__all__ = ["Predictor", "ImageInput", "as_rgb_array", "training_size"]
+
+ImageInput = str | os.PathLike[str] | np.ndarray | Any  # Any: a PIL.Image
+
+# Keys under which a training size may be recorded (module hparams, or a checkpoint's datamodule hparams).
+_SIZE_KEYS = ("size", "train_size", "input_size", "image_size")
+
+
+def as_rgb_array(image: ImageInput) -> np.ndarray:
+    """A path, ``PIL.Image`` or array as a uint8 ``H x W x 3`` RGB array (clear error otherwise)."""
+    if isinstance(image, str | os.PathLike):
+        return read_image(image)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise ValueError(f"expected an RGB image array H x W x 3 (or gray H x W), got shape {image.shape}")
+        if arr.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 image array (0..255), got dtype {arr.dtype}")
+        return np.ascontiguousarray(arr[:, :, :3])
+    raise TypeError(f"expected an image path, a PIL.Image or a numpy array, got {type(image).__name__}")
+
+
+def _size_from(mapping: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    for key in _SIZE_KEYS:
+        value = (mapping or {}).get(key)
+        if value is not None:
+            try:
+                return check_size(value)
+            except ValueError as err:
+                raise ConfigError(f"the checkpoint records an unusable training {key} {value!r}: {err}") from None
+    return None
+
+
+def training_size(module: Any, checkpoint: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
+    """The network input size the module was trained at, if recorded: in its hparams, or in the checkpoint's
+    ``hyper_parameters`` / ``datamodule_hyper_parameters``; ``None`` otherwise."""
+    hp = getattr(module, "hparams", None)
+    size = _size_from(dict(hp) if hp is not None else None)
+    if size is None and checkpoint is not None:
+        size = _size_from(checkpoint.get("hyper_parameters"))
+        size = size or _size_from(checkpoint.get("datamodule_hyper_parameters"))
+    return size
+
+
+def resolve_size(
+    module: Any, size: Sequence[int] | None = None, checkpoint: Mapping[str, Any] | None = None
+) -> tuple[tuple[int, int], str]:
+    """Network input size and where it comes from: ``size`` if given, else the training size recorded in
+    the module / checkpoint, else the default size of the module's dataset (SPEC §6)."""
+    if size is not None:
+        return check_size(size), "--size"
+    recorded = training_size(module, checkpoint)
+    if recorded is not None:
+        return recorded, "the checkpoint's training size"
+    from ..data.datasets import get_dataset_info
+
+    dataset = getattr(module, "eval_dataset", None) or dict(getattr(module, "hparams", {}) or {}).get("dataset",
+                                                                                                     "nyud")
+    info = get_dataset_info(dataset)
+    return check_size(info.default_size), f"the {info.name} default"
+
+
+def _to_numpy(task_name: str, pred: torch.Tensor) -> np.ndarray:
+    arr = pred.detach().float().cpu().numpy() if pred.is_floating_point() else pred.detach().cpu().numpy()
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    elif arr.ndim == 3:
+        arr = np.moveaxis(arr, 0, -1)
+    if get_task(task_name).kind == "classes":
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class Predictor:
+    """Predictions of a trained model's main tasks for images of any size.
+
+    Args:
+        module: a loaded :class:`~medusa_mtl.engine.training.MultiTaskModule` (or any module whose forward
+            returns ``{task: raw output}``, with ``main_tasks`` or ``net.tasks``).
+        size: network input ``(H, W)``, multiples of 32; default: the training size recorded in the
+            module/checkpoint, else the dataset's default size.
+        device: torch device for inference.
+        batch_size: images per forward pass when a list is predicted.
+        checkpoint: the loaded checkpoint dict, only to find a training size recorded by the data module.
+    """
+
+    def __init__(self, module: Any, size: Sequence[int] | None = None, device: str | torch.device = "cpu",
+                 batch_size: int = 8, checkpoint: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as err:
+            raise ConfigError(f"device {device!r}: {err}") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device}: CUDA is not available on this machine; use cpu")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.module = module.to(self.device).eval()
+        self.size, self.size_source = resolve_size(module, size, checkpoint)
+        self.batch_size = int(batch_size)
+        tasks = getattr(module, "main_tasks", None) or getattr(getattr(module, "net", module), "tasks", None)
+        if not tasks:
+            raise ConfigError("the model has no main tasks to predict")
+        self.tasks: list[str] = list(tasks)
+        self.dataset: str | None = getattr(module, "eval_dataset", None)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                        size: Sequence[int] | None = None, batch_size: int = 8) -> Predictor:
+        """Load a checkpoint written by training (``weights_only=True``) and wrap it."""
+        from .checkpoints import load_checkpoint
+        from .evaluation import load_module
+
+        module = load_module(path)
+        checkpoint = load_checkpoint(path) if size is None and training_size(module) is None else None
+        return cls(module, size=size, device=device, batch_size=batch_size, checkpoint=checkpoint)
+
+    @torch.no_grad()
+    def predict_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Predictions for uint8 ``H x W x 3`` arrays (any sizes), in batches of ``batch_size``."""
+        results: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            x = torch.stack([normalize_image(resize_image(im, self.size)) for im in chunk]).to(self.device)
+            outputs = self.module(x)
+            for t in self.tasks:
+                if t not in outputs:
+                    raise ConfigError(f"the model produced no output for its main task {t!r} "
+                                      f"(outputs: {sorted(outputs)})")
+            for i, im in enumerate(chunk):
+                hw = (int(im.shape[0]), int(im.shape[1]))
+                preds = {}
+                for t in self.tasks:
+                    task = get_task(t)
+                    raw = task.upsample(outputs[t][i : i + 1].float(), hw)
+                    preds[t] = _to_numpy(t, task.postprocess(raw)[0])
+                results.append(preds)
+        return results
+
+    def predict(self, image: ImageInput | Sequence[ImageInput]) -> Any:
+        """``{task: np.ndarray}`` at the input's own size; a list of them for a list of inputs."""
+        if isinstance(image, list | tuple):
+            return self.predict_arrays([as_rgb_array(im) for im in image])
+        return self.predict_arrays([as_rgb_array(image)])[0]
+
+    def __repr__(self) -> str:
+        return (f"Predictor(tasks={self.tasks}, size={self.size[0]}x{self.size[1]}, device={self.device}, "
+                f"batch_size={self.batch_size})")
+
