@@ -556,3 +556,19 @@ def test_sync_without_distributed_is_noop() -> None:
     before = m.compute()
     m.sync()
     _same(m.compute(), before)
+
+
+def test_metric_options_reach_the_metrics() -> None:
+    """Saliency beta and the edge tolerance are configurable per run (SPEC §5: defaults 0.3 and 0.0075)."""
+    from medusa_mtl.engine.training import MultiTaskModule
+    from medusa_mtl.tasks import get_task
+
+    assert get_task("sal").make_metric("pascal").beta2 == 0.3
+    assert get_task("sal").make_metric("pascal", beta2=1.0).beta2 == 1.0
+    assert get_task("edge").make_metric("nyud").max_dist_ratio == 0.0075
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,edge", dataset="nyud", backbone="test_efficientnet",
+                             edge_thresholds=9, metric_options={"edge": {"max_dist_ratio": 0.011}})
+    module._reset_metrics()
+    edge = module._metrics["edge"]
+    assert edge.max_dist_ratio == 0.011 and edge.thresholds.size == 9
+    assert module.hparams["metric_options"] == {"edge": {"max_dist_ratio": 0.011}}

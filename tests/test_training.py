@@ -152,6 +152,9 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
         "ufl: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}\n"
         "one_seed: [ufl/mt_baseline]\nscratch_check: [nyud/mt_baseline]\n"
         "predict_images: 1\n"
+        # two training steps: the reference HRNet's BN momentum 0.01 would leave the running statistics at
+        # their initial values (degenerate outputs, undefined Δm); timm's form (0.1) moves them
+        "hrnet_form: timm\n"
     )
     args = ["benchmark", "--profile", str(profile), "--out", str(tmp_path / "res"), "--data-dir",
             str(tmp_path / "data"), "--pretrain-cache", str(tmp_path / "pretrained"), "--models", "mt_baseline",
@@ -182,6 +185,13 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     # Δm against the single-task metrics averaged over seeds: the ST row's Δm values sum to zero per task
     assert sum(rows["nyud/single_task"]["delta_m"]) == pytest.approx(0.0, abs=1e-9)
     assert {r["key"] for r in results["tables"]["ufl"]} == {"single_task", "ufl/mt_baseline"}
+    # the profile's HRNet form reaches every model and the pretraining
+    from medusa_mtl.engine.checkpoints import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "s0" / "checkpoints" / "last.ckpt")
+    assert ckpt["hyper_parameters"]["model_kwargs"] == {"hrnet_form": "timm"}
+    sidecar = json.loads(next((tmp_path / "pretrained").glob("*.json")).read_text())
+    assert sidecar["settings"]["hrnet_form"] == "timm"
     # two seeds of the same row differ (the seed reaches initialisation and data order)
     assert runs["nyud/mt_baseline/s0"]["metrics"] != runs["nyud/mt_baseline/s1"]["metrics"]
     # a second invocation reuses every finished run (nothing retrained) and the cached pretrained backbone

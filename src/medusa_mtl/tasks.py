@@ -107,10 +107,11 @@ class Task:
         """+1 when higher is better, -1 otherwise (Δm sign)."""
         return 1 if self.higher_is_better else -1
 
-    def make_metric(self, dataset: str) -> StreamingMetric:
-        """A fresh streaming metric for this task on ``dataset``."""
+    def make_metric(self, dataset: str, **options: Any) -> StreamingMetric:
+        """A fresh streaming metric for this task on ``dataset``; ``options`` override the metric's keyword
+        arguments (e.g. ``max_dist_ratio=0.011`` for edges, ``beta2=1.0`` for saliency)."""
         cls = getattr(metrics, self.metric_name)
-        kwargs = dict(self.metric_kwargs)
+        kwargs = {**self.metric_kwargs, **options}
         if self.kind == "classes":
             kwargs["num_classes"] = self.channels(dataset)
         return cls(**kwargs)

@@ -77,6 +77,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument("--single-task", default=None, help="JSON of single-task results for delta-m")
+    parser.add_argument("--edge-tolerance", type=float, default=None,
+                        help="edge matching tolerance as a fraction of the image diagonal (default 0.0075, the "
+                             "MTI-Net protocol; 0.011 is common in NYUD edge-detection papers)")
+    parser.add_argument("--sal-beta2", type=float, default=None,
+                        help="beta^2 of the saliency maxF (default 0.3, the salient-object literature; maxF1 "
+                             "with beta^2 = 1, the reference code's, is always reported too)")
     parser.add_argument("--out", default=None, help="metrics JSON path (default: next to the checkpoint)")
 
 
@@ -87,7 +93,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .training import MultiTaskDataModule
 
     start = time.time()
+    for flag, value in (("--edge-tolerance", args.edge_tolerance), ("--sal-beta2", args.sal_beta2)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{flag} must be a positive number, got {value}")
     module = load_module(args.ckpt)
+    options = {t: dict(o) for t, o in (module.hparams.get("metric_options") or {}).items()}
+    if args.edge_tolerance is not None:
+        options.setdefault("edge", {})["max_dist_ratio"] = args.edge_tolerance
+    if args.sal_beta2 is not None:
+        options.setdefault("sal", {})["beta2"] = args.sal_beta2
+    module.hparams["metric_options"] = options
     dataset = args.dataset or module.eval_dataset
     data = MultiTaskDataModule(
         dataset=dataset, root=args.data, tasks=module.main_tasks, size=parse_network_size(args.size),

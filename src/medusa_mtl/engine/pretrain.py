@@ -56,6 +56,7 @@ class PretrainSettings:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    hrnet_form: str = "reference"  # the backbone form trained (models.backbone); part of the key
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -115,11 +116,11 @@ def render_pretraining_set(settings: PretrainSettings, workers: int | None = Non
 class PresenceNet(nn.Module):
     """Backbone + a linear multi-label classifier on the globally pooled four branches."""
 
-    def __init__(self, backbone: str) -> None:
+    def __init__(self, backbone: str, hrnet_form: str = "reference") -> None:
         super().__init__()
         from ..models.backbone import Backbone
 
-        self.backbone = Backbone(backbone)
+        self.backbone = Backbone(backbone, hrnet_form=hrnet_form)
         self.classifier = nn.Linear(sum(self.backbone.channels), sum(NUM_CLASSES.values()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +175,7 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
     x_hold, y_hold = x_all[:n_hold], y_all[:n_hold]
     x_tr, y_tr = x_all[n_hold:], y_all[n_hold:]
     torch.manual_seed(settings.seed)
-    net = PresenceNet(settings.backbone)
+    net = PresenceNet(settings.backbone, settings.hrnet_form)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = len(x_tr) // settings.batch_size
     total = steps_per_epoch * settings.epochs
@@ -261,6 +262,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa pretrain``."""
     d = PretrainSettings()
     parser.add_argument("--backbone", default=d.backbone, help="timm backbone name")
+    parser.add_argument("--hrnet-form", default=d.hrnet_form, choices=("reference", "timm"),
+                        help="HRNet form: the reference implementation's (bilinear fuse, BN momentum 0.01) or timm's")
     parser.add_argument("--size", default=f"{d.size[0]}x{d.size[1]}", help="image HxW (multiples of 32)")
     parser.add_argument("--num-images", type=int, default=d.num_images, help="rendered pretraining images")
     parser.add_argument("--epochs", type=int, default=d.epochs)
@@ -276,9 +279,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from ..data.synthetic import parse_size
 
     size = parse_size(args.size)
-    settings = PretrainSettings.from_dict(dict(backbone=args.backbone, size=size, num_images=args.num_images,
-                                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                               seed=args.seed))
+    settings = PretrainSettings.from_dict(dict(backbone=args.backbone, hrnet_form=args.hrnet_form, size=size,
+                                               num_images=args.num_images, epochs=args.epochs,
+                                               batch_size=args.batch_size, lr=args.lr, seed=args.seed))
     path = cached_path(settings, args.cache_dir)
     if args.force and path.is_file():
         path.unlink()

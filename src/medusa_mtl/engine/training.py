@@ -95,6 +95,9 @@ class MultiTaskModule(L.LightningModule):
         lr, weight_decay, momentum: optimiser settings (SPEC §7).
         poly_power: exponent of the per-epoch poly schedule ``lr·(1 − e/E)^p``.
         edge_thresholds: thresholds of the edge metric (99 = SPEC; fewer for fast validation).
+        metric_options: per-task metric settings, e.g. ``{"edge": {"max_dist_ratio": 0.011}}`` (the NYUD
+            edge-detection literature's tolerance; default 0.0075, the MTI-Net protocol) or
+            ``{"sal": {"beta2": 1.0}}`` (the β² of ``maxF``; ``maxF1`` always uses 1).
         ufl: universal feature learning: ``{"new_tasks": [...], "dataset": "pascal"}``; the source model is
             described by the other model arguments and its weights are loaded by :mod:`medusa_mtl.engine.ufl`.
     """
@@ -115,6 +118,7 @@ class MultiTaskModule(L.LightningModule):
         poly_power: float = 0.9,
         edge_thresholds: int = 99,
         ufl: dict[str, Any] | None = None,
+        metric_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "sgd"):
@@ -125,7 +129,8 @@ class MultiTaskModule(L.LightningModule):
             dict(arch=arch, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
                  model_kwargs=dict(model_kwargs or {}), pretrained_file=pretrained_file, optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
-                 edge_thresholds=edge_thresholds, ufl=dict(ufl) if ufl else None)
+                 edge_thresholds=edge_thresholds, ufl=dict(ufl) if ufl else None,
+                 metric_options={t: dict(o) for t, o in (metric_options or {}).items()})
         )
         self.net = build_network(arch, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
         if ufl:
@@ -194,13 +199,9 @@ class MultiTaskModule(L.LightningModule):
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def _reset_metrics(self) -> None:
-        kwargs = {"edge": {"thresholds": self.hparams.edge_thresholds}}
-        self._metrics = {}
-        for t in self.main_tasks:
-            metric = get_task(t).make_metric(self.eval_dataset)
-            if t in kwargs:
-                metric = type(metric)(**kwargs[t])
-            self._metrics[t] = metric
+        options = {t: dict(o) for t, o in (self.hparams.get("metric_options") or {}).items()}
+        options.setdefault("edge", {}).setdefault("thresholds", self.hparams.edge_thresholds)
+        self._metrics = {t: get_task(t).make_metric(self.eval_dataset, **options.get(t, {})) for t in self.main_tasks}
         self._val_loss_sum = 0.0
         self._val_loss_n = 0
 

@@ -1,4 +1,13 @@
-"""Backbones through timm ``features_only``: four feature maps from fine (stride 4) to coarse (stride 32)."""
+"""Backbones through timm ``features_only``: four feature maps from fine (stride 4) to coarse (stride 32).
+
+HRNet is built by default the way the papers' reference implementation builds it (``hrnet_form="reference"``):
+its fuse layers upsample the coarser branches **bilinearly** (align_corners=False) and every BatchNorm has
+momentum **0.01**. timm's own HRNet upsamples with nearest neighbours and uses momentum 0.1; with the same
+weights the two forms' feature maps differ by a few percent of their range. Parameter names and shapes are
+identical, so the same weights (ImageNet, the reference's, ours) load into both; ``hrnet_form="timm"`` keeps
+timm's form. The reference interpolates to the exact size of the finer branch; the inputs here are multiples
+of 32, so every branch is exactly 2^k times finer and ``scale_factor=2^k`` gives that size and the same values.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,22 @@ import torch
 import torch.nn as nn
 
 DEFAULT_BACKBONE = "hrnet_w18_small_v2"
+#: ``hrnet_form`` values: the reference implementation's HRNet (bilinear fuse, BN momentum 0.01) or timm's own
+HRNET_FORMS = ("reference", "timm")
+#: BatchNorm momentum of the reference implementation's HRNet
+REFERENCE_BN_MOMENTUM = 0.01
+
+
+def to_reference_hrnet(model: nn.Module) -> nn.Module:
+    """Turn a timm HRNet into the reference form in place: bilinear (align_corners=False) upsampling in the fuse
+    layers instead of nearest, BatchNorm momentum 0.01. Weights are untouched. Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, nn.Upsample) and module.mode == "nearest":
+            module.mode = "bilinear"
+            module.align_corners = False
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = REFERENCE_BN_MOMENTUM
+    return model
 
 
 class Backbone(nn.Module):
@@ -23,11 +48,16 @@ class Backbone(nn.Module):
         name: a timm model name.
         pretrained: download ImageNet weights through timm (the only network use; explicit).
         pretrained_file: a local weights file (``.pth``/``.safetensors``), loaded without the network.
+        hrnet_form: for HRNet backbones, ``"reference"`` (default: bilinear fuse layers, BN momentum 0.01, as
+            the papers' code) or ``"timm"`` (timm's nearest-neighbour fuse, momentum 0.1); see the module doc.
     """
 
     def __init__(self, name: str = DEFAULT_BACKBONE, pretrained: bool = False,
-                 pretrained_file: str | Path | None = None, **timm_kwargs: Any) -> None:
+                 pretrained_file: str | Path | None = None, hrnet_form: str = "reference",
+                 **timm_kwargs: Any) -> None:
         super().__init__()
+        if hrnet_form not in HRNET_FORMS:
+            raise ValueError(f"hrnet_form={hrnet_form!r}: expected one of {HRNET_FORMS}")
         if name not in timm.list_models():
             raise ValueError(f"unknown backbone {name!r}: not a timm model name (see timm.list_models())")
         kwargs: dict[str, Any] = dict(features_only=True, **timm_kwargs)
@@ -60,6 +90,9 @@ class Backbone(nn.Module):
         else:
             self.body = timm.create_model(name, pretrained=False, out_indices=out_indices, **kwargs)
         self.name = name
+        self.hrnet_form = hrnet_form if name.startswith("hrnet") else None
+        if self.hrnet_form == "reference":
+            to_reference_hrnet(self.body)
         self.feature_info = self.body.feature_info
         self.channels: list[int] = list(self.feature_info.channels())
         self.strides: list[int] = list(self.feature_info.reduction())

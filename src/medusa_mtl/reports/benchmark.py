@@ -99,7 +99,9 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     """Every run of the benchmark, in an order where UFL sources come first.
 
     ``profile`` decides the seeds (``seeds``), the rows run with the first seed only (``one_seed``), rows
-    left out (``skip``) and rows also trained from scratch with the first seed (``scratch_check``).
+    left out (``skip``) and rows also trained from scratch with the first seed (``scratch_check``); its
+    ``hrnet_form`` (``reference``, the default, or ``timm``; see :mod:`medusa_mtl.models.backbone`) applies to
+    every model and to the pretraining.
     """
     profile = profile or {}
     seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
@@ -175,7 +177,8 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None)
     group = run.group
     relevant = {"run": asdict(run), "data": profile["data"], "loader": profile["loader"],
                 "optim": profile[group], "seed": profile["seed"],
-                "pretrained": Path(pretrained_file).name if pretrained_file else None}
+                "pretrained": Path(pretrained_file).name if pretrained_file else None,
+                "hrnet_form": profile.get("hrnet_form", "reference")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -215,8 +218,9 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
             raise ConfigError(f"UFL run {run.key} needs the source run {run.source}, which did not run")
         module = ufl_module_from_checkpoint(source["best_ckpt"], run.tasks, run.dataset, **optim)
     else:
+        model_kwargs = {"hrnet_form": profile["hrnet_form"]} if "hrnet_form" in profile else None
         module = MultiTaskModule(arch=run.model, tasks=run.tasks, aux_tasks=run.aux_tasks, dataset=run.dataset,
-                                 pretrained_file=init_file, **optim)
+                                 pretrained_file=init_file, model_kwargs=model_kwargs, **optim)
     spec = profile["data"][run.dataset]
     loader = profile["loader"]
     data = MultiTaskDataModule(
@@ -521,8 +525,10 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
     flags = extras.get("flags") or {}
     pre = extras.get("pretrain")
     seeds = profile.get("seeds") or [profile["seed"]]
-    init = ("HRNet-W18-small-v2 initialised from the shared pretrained backbone (below)" if pre
-            else "HRNet-W18-small-v2 from scratch")
+    form = ("the reference implementation's form: bilinear fuse layers, BN momentum 0.01"
+            if profile.get("hrnet_form", "reference") == "reference" else "timm's form: nearest-neighbour fuse layers")
+    init = (f"HRNet-W18-small-v2 ({form}) initialised from the shared pretrained backbone (below)" if pre
+            else f"HRNet-W18-small-v2 ({form}) from scratch")
     lines = [
         f"# medusa-mtl benchmark report — profile `{profile['profile']}`",
         "",
@@ -740,14 +746,19 @@ def _pretrained_backbone(profile: dict[str, Any], cache: Path, log: Any) -> tupl
 
     if not profile.get("pretrain"):
         return None, None
-    settings = PretrainSettings.from_dict(profile["pretrain"])
+
+    def settings_of(p: dict[str, Any]) -> PretrainSettings:  # the profile's HRNet form unless pretrain: says
+        return PretrainSettings.from_dict({"hrnet_form": p.get("hrnet_form", "reference"), **p["pretrain"]})
+
+    settings = settings_of(profile)
     prefer = profile.get("pretrain_prefer")
     if prefer:
-        other = load_profile(str(prefer)).get("pretrain")
-        if other:
-            path = cached_path(PretrainSettings.from_dict(other), cache)
-            if path.is_file() and path.with_suffix(".json").is_file():
-                settings = PretrainSettings.from_dict(other)
+        other = load_profile(str(prefer))
+        if other.get("pretrain"):
+            candidate = settings_of(other)
+            path = cached_path(candidate, cache)
+            if candidate.hrnet_form == settings.hrnet_form and path.is_file() and path.with_suffix(".json").is_file():
+                settings = candidate
     path = cached_path(settings, cache)
     cached = path.is_file() and path.with_suffix(".json").is_file()
     path = ensure_pretrained(settings, cache, log=log)
