@@ -169,3 +169,23 @@ def test_wheel_in_fresh_venv_has_configs_and_commands(tmp_path: Path) -> None:
                  "--trainer.default_root_dir", "run")
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "Warning" not in fit.stderr and "deprecated" not in fit.stderr, fit.stderr[-3000:]
+
+
+def test_verbose_switch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--verbose`` anywhere (or MEDUSA_VERBOSE=1) keeps the libraries' warnings; it is not passed on."""
+    import warnings
+
+    from medusa_mtl.cli import _split_verbose, quiet_library_output
+
+    assert _split_verbose(["fit", "--verbose", "--config", "x"]) == (["fit", "--config", "x"], True)
+    monkeypatch.delenv("MEDUSA_VERBOSE", raising=False)
+    assert _split_verbose(["fit"]) == (["fit"], False)
+    monkeypatch.setenv("MEDUSA_VERBOSE", "1")
+    assert _split_verbose(["fit"]) == (["fit"], True)
+    assert main(["--verbose", "configs"]) == 0 and "medusa:model/medusa.yaml" in capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_library_output()
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", UserWarning, stacklevel=1)
+        warnings.warn("something of ours", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something of ours"]
