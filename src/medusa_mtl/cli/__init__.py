@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                   "the main job: train and compare every model on the synthetic benchmark"),
     "export": ("medusa_mtl.engine.export", "add_export_arguments", "run_export",
                "write a checkpoint as ONNX or TorchScript (main tasks only), checked against PyTorch"),
+    "convert": ("medusa_mtl.engine.convert", "add_convert_arguments", "run_convert",
+                "load a checkpoint of the reference implementation (MT baseline, PAD-Net, MTI-Net) into this project"),
     "configs": ("medusa_mtl.cli.configs", "add_configs_arguments", "run_configs",
                 "list the packaged YAML configs, or print one (use them as --config medusa:<name>)"),
 }

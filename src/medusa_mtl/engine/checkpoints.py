@@ -37,8 +37,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
         raise
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a clear :class:`CheckpointError` if it is unusable."""
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
+                    require_state_dict: bool = True) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a clear :class:`CheckpointError` if it is unusable.
+    ``require_state_dict=False`` accepts any dict (e.g. a raw state dict written by other code)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -49,7 +51,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             "it is truncated or corrupt — use another checkpoint (e.g. the best or an earlier one)"
         ) from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or (require_state_dict and "state_dict" not in ckpt):
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no 'state_dict' entry)")
     return ckpt
 
