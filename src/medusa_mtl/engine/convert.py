@@ -42,7 +42,8 @@ def convert_reference_checkpoint(path: str | Path, model: str, dataset: str, tas
     record: dict[str, Any] = {
         "state_dict": module.state_dict(),
         "hyper_parameters": dict(module.hparams),
-        "converted_from": {"file": str(path), "format": "reference implementation", "epoch": source.get("epoch") if isinstance(source.get("epoch"), int) else None},
+        "converted_from": {"file": str(path), "format": "reference implementation",
+                           "epoch": source.get("epoch") if isinstance(source.get("epoch"), int) else None},
     }
     out = Path(out)
     atomic_torch_save(record, out)

@@ -123,10 +123,12 @@ class Predictor:
         device: torch device for inference.
         batch_size: images per forward pass when a list is predicted.
         checkpoint: the loaded checkpoint dict, only to find a training size recorded by the data module.
+        all_tasks: for a universal-feature-learning model, predict the source model's tasks too (default), not
+            only the new ones; :attr:`task_datasets` says which dataset each output belongs to.
     """
 
     def __init__(self, module: Any, size: Sequence[int] | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 8, checkpoint: Mapping[str, Any] | None = None) -> None:
+                 batch_size: int = 8, checkpoint: Mapping[str, Any] | None = None, all_tasks: bool = True) -> None:
         try:
             self.device = torch.device(device)
         except RuntimeError as err:
@@ -141,19 +143,28 @@ class Predictor:
         tasks = getattr(module, "main_tasks", None) or getattr(getattr(module, "net", module), "tasks", None)
         if not tasks:
             raise ConfigError("the model has no main tasks to predict")
-        self.tasks: list[str] = list(tasks)
         self.dataset: str | None = getattr(module, "eval_dataset", None)
+        net = getattr(module, "net", module)
+        self._forward = self.module
+        if all_tasks and callable(getattr(net, "forward_all", None)):
+            # a UFL model: every task of the chain (the source's, unchanged, and the new ones)
+            self.task_datasets: dict[str, str | None] = dict(net.task_datasets())
+            self._forward = net.forward_all
+        else:
+            self.task_datasets = {t: self.dataset for t in tasks}
+        self.tasks: list[str] = list(self.task_datasets)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
-                        size: Sequence[int] | None = None, batch_size: int = 8) -> Predictor:
+                        size: Sequence[int] | None = None, batch_size: int = 8, all_tasks: bool = True) -> Predictor:
         """Load a checkpoint written by training (``weights_only=True``) and wrap it."""
         from .checkpoints import load_checkpoint
         from .evaluation import load_module
 
         module = load_module(path)
         checkpoint = load_checkpoint(path) if size is None and training_size(module) is None else None
-        return cls(module, size=size, device=device, batch_size=batch_size, checkpoint=checkpoint)
+        return cls(module, size=size, device=device, batch_size=batch_size, checkpoint=checkpoint,
+                   all_tasks=all_tasks)
 
     @torch.no_grad()
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -162,7 +173,7 @@ class Predictor:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             x = torch.stack([normalize_image(resize_image(im, self.size)) for im in chunk]).to(self.device)
-            outputs = self.module(x)
+            outputs = self._forward(x)
             for t in self.tasks:
                 if t not in outputs:
                     raise ConfigError(f"the model produced no output for its main task {t!r} "
@@ -171,9 +182,10 @@ class Predictor:
                 hw = (int(im.shape[0]), int(im.shape[1]))
                 preds = {}
                 for t in self.tasks:
-                    task = get_task(t)
+                    name = t.split(":")[-1]  # "<dataset>:<task>" where two datasets share a task name
+                    task = get_task(name)
                     raw = task.upsample(outputs[t][i : i + 1].float(), hw)
-                    preds[t] = _to_numpy(t, task.postprocess(raw)[0])
+                    preds[t] = _to_numpy(name, task.postprocess(raw)[0])
                 results.append(preds)
         return results
 

@@ -63,20 +63,28 @@ def build_network(
     backbone: str,
     model_kwargs: Mapping[str, Any] | None = None,
     pretrained_file: str | None = None,
-    ufl: Mapping[str, Any] | None = None,
+    ufl: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
 ) -> nn.Module:
     """Build the network a :class:`MultiTaskModule` trains (weights are loaded separately).
 
-    With ``ufl`` (``{"new_tasks": [...], "dataset": "pascal"}``) the network is the source model described by
-    the other arguments with a frozen backbone and new heads for ``new_tasks`` (see :mod:`medusa_mtl.engine.ufl`).
+    With ``ufl`` (``{"new_tasks": [...], "dataset": "pascal"}``, or a list of such steps for a chain) the network
+    is the source model described by the other arguments with a frozen backbone and new heads for each step's
+    ``new_tasks`` (see :mod:`medusa_mtl.engine.ufl`).
     """
     kwargs = dict(model_kwargs or {})
     if pretrained_file:
         kwargs["pretrained_file"] = pretrained_file
     net = create_model(arch, tasks=list(tasks), aux_tasks=aux_tasks, dataset=dataset, backbone=backbone, **kwargs)
-    if ufl:
-        net = UFLModel(net, new_tasks=list(ufl["new_tasks"]), dataset=str(ufl["dataset"]))
+    for step in ufl_steps(ufl):
+        net = UFLModel(net, new_tasks=list(step["new_tasks"]), dataset=str(step["dataset"]))
     return net
+
+
+def ufl_steps(ufl: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The UFL steps of a module's ``ufl`` hyper-parameter (one dict, or a list of them for a chain)."""
+    if not ufl:
+        return []
+    return [dict(ufl)] if isinstance(ufl, Mapping) else [dict(step) for step in ufl]
 
 
 class MultiTaskModule(L.LightningModule):
@@ -117,7 +125,7 @@ class MultiTaskModule(L.LightningModule):
         momentum: float = 0.9,
         poly_power: float = 0.9,
         edge_thresholds: int = 99,
-        ufl: dict[str, Any] | None = None,
+        ufl: dict[str, Any] | list[dict[str, Any]] | None = None,
         metric_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
@@ -129,13 +137,14 @@ class MultiTaskModule(L.LightningModule):
             dict(arch=arch, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
                  model_kwargs=dict(model_kwargs or {}), pretrained_file=pretrained_file, optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
-                 edge_thresholds=edge_thresholds, ufl=dict(ufl) if ufl else None,
+                 edge_thresholds=edge_thresholds, ufl=ufl_steps(ufl) or None,
                  metric_options={t: dict(o) for t, o in (metric_options or {}).items()})
         )
         self.net = build_network(arch, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
         if ufl:
-            self.eval_dataset = str(ufl["dataset"])
-            self.main_tasks = parse_tasks(ufl["new_tasks"], self.eval_dataset)
+            last = ufl_steps(ufl)[-1]
+            self.eval_dataset = str(last["dataset"])
+            self.main_tasks = parse_tasks(last["new_tasks"], self.eval_dataset)
             self.supervised_tasks = list(self.main_tasks)
         else:
             self.eval_dataset = dataset

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sizes import parse_network_size
-from ..errors import ConfigError
 from ..models.ufl import UFLModel
 from ..tasks import parse_tasks
 
@@ -26,17 +25,19 @@ def ufl_module_from_checkpoint(
     source_ckpt: str | Path, new_tasks: list[str] | str, dataset: str = "pascal", **overrides: Any
 ) -> Any:
     """A :class:`~medusa_mtl.engine.training.MultiTaskModule` for UFL: the source checkpoint's model, frozen, with
-    new heads for ``new_tasks`` on ``dataset``. ``overrides`` set optimiser hyper-parameters (lr, ...)."""
+    new heads for ``new_tasks`` on ``dataset``. ``overrides`` set optimiser hyper-parameters (lr, ...).
+
+    The source may itself be a UFL checkpoint: the result predicts the source's tasks (all of them, unchanged)
+    and the new ones."""
     from .checkpoints import load_checkpoint
-    from .training import MultiTaskModule
+    from .training import MultiTaskModule, ufl_steps
 
     ckpt = load_checkpoint(source_ckpt)
     hp = dict(ckpt.get("hyper_parameters") or {})
-    if hp.get("ufl"):
-        raise ConfigError(f"{source_ckpt} is already a UFL checkpoint; start from the source model's checkpoint")
     hp.pop("pretrained_file", None)
     hp.update(overrides)
-    hp["ufl"] = {"new_tasks": parse_tasks(new_tasks, dataset), "dataset": dataset}
+    # a UFL checkpoint as the source: one more step of the chain (every earlier head stays frozen)
+    hp["ufl"] = ufl_steps(hp.get("ufl")) + [{"new_tasks": parse_tasks(new_tasks, dataset), "dataset": dataset}]
     module = MultiTaskModule(**hp)
     prefix = "net."
     source_state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}

@@ -26,7 +26,9 @@ _BACKBONE_ONLY_KWARGS = ("pretrained", "pretrained_file")
 class UFLModel(nn.Module):
     """A frozen source model plus a new decoder for ``new_tasks`` sharing the source's backbone.
 
-    ``forward`` returns the new tasks' outputs; :meth:`source_forward` runs the untouched source model.
+    ``forward`` returns the new tasks' outputs; :meth:`source_forward` runs the untouched source model and
+    :meth:`forward_all` gives every task of the chain (``source`` may itself be a ``UFLModel``: UFL steps chain,
+    each adding heads on the same frozen backbone while every earlier head stays as it was).
     """
 
     def __init__(self, source: nn.Module, new_tasks: list[str], dataset: str) -> None:
@@ -40,14 +42,18 @@ class UFLModel(nn.Module):
                 "the single-task row of the UFL table is the target dataset's own ST networks"
             )
         new_tasks = parse_tasks(new_tasks, dataset)
-        clash = [t for t in new_tasks if t in source.aux_tasks and dataset == source.dataset]
+        known = source.task_datasets() if isinstance(source, UFLModel) else \
+            {t: source.dataset for t in source.aux_tasks}
+        clash = [t for t in new_tasks if any(k.split(":")[-1] == t and d == dataset for k, d in known.items())]
         if clash:
-            raise ConfigError(f"UFL tasks {clash} are already tasks of the source model")
+            raise ConfigError(f"UFL tasks {clash} are already {dataset} tasks of the source model")
         self.source = source
         for p in self.source.parameters():
             p.requires_grad_(False)
         self.source.eval()
-        kwargs = {k: v for k, v in getattr(source, "init_kwargs", {}).items() if k not in _BACKBONE_ONLY_KWARGS}
+        self.registry_name = name  # a UFL model can be the source of the next UFL step (chains)
+        self.init_kwargs = dict(getattr(source, "init_kwargs", {}))
+        kwargs = {k: v for k, v in self.init_kwargs.items() if k not in _BACKBONE_ONLY_KWARGS}
         decoder = create_model(name, tasks=new_tasks, dataset=dataset, backbone=source.backbone.name, **kwargs)
         decoder.backbone = source.backbone  # shared module: the frozen source backbone
         decoder._backbone_frozen = True
@@ -56,6 +62,34 @@ class UFLModel(nn.Module):
         self.aux_tasks = list(new_tasks)
         self.dataset = dataset
         self.backbone = source.backbone
+
+    def task_datasets(self) -> dict[str, str]:
+        """Every task this model predicts, source tasks first: ``{key: dataset}``. The key is the task's name,
+        or ``"<dataset>:<task>"`` where two datasets of the chain share a task name."""
+        if isinstance(self.source, UFLModel):
+            pairs = [(k.split(":")[-1], d) for k, d in self.source.task_datasets().items()]
+        else:
+            pairs = [(t, self.source.dataset) for t in self.source.tasks]
+        pairs += [(t, self.dataset) for t in self.tasks]
+        names = [t for t, _ in pairs]
+        return {(t if names.count(t) == 1 else f"{d}:{t}"): d for t, d in pairs}
+
+    @torch.no_grad()
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eval outputs of every task of the chain (keys of :meth:`task_datasets`): the source's, unchanged,
+        and the new heads'."""
+        if isinstance(self.source, UFLModel):
+            source_values = list(self.source.forward_all(x).values())
+        else:
+            out = self.source(x)  # the frozen source is always in eval mode
+            source_values = [out[t] for t in self.source.tasks]
+        was_training = self.decoder.training
+        self.decoder.eval()
+        try:
+            new = self.decoder(x)
+        finally:
+            self.decoder.train(was_training)
+        return dict(zip(self.task_datasets(), source_values + [new[t] for t in self.tasks]))
 
     def train(self, mode: bool = True) -> UFLModel:
         self.training = mode

@@ -215,7 +215,10 @@ def attention_arrays(
 # output
 # ------------------------------------------------------------------------------------------------------------
 
-def _num_classes(task_name: str, dataset: str | None) -> int | None:
+def _num_classes(task_name: str, dataset: str | Mapping[str, str | None] | None) -> int | None:
+    if isinstance(dataset, Mapping):
+        dataset = dataset.get(task_name)
+    task_name = task_name.split(":")[-1]
     if dataset is None or get_task(task_name).kind != "classes":
         return None
     try:
@@ -225,7 +228,7 @@ def _num_classes(task_name: str, dataset: str | None) -> int | None:
 
 
 def _tile_title(task_name: str, pred: np.ndarray) -> str:
-    if task_name == "depth":
+    if task_name.split(":")[-1] == "depth":
         rng = vis.depth_range(pred)
         return "depth" + (f" [{rng[0]:.2f}, {rng[1]:.2f}]" if rng else " (no valid pixel)")
     return task_name
@@ -235,7 +238,7 @@ def save_prediction_pngs(
     image: np.ndarray,
     predictions: Mapping[str, np.ndarray],
     out_dir: str | os.PathLike[str],
-    dataset: str | None = None,
+    dataset: str | Mapping[str, str | None] | None = None,
     attention: AttentionMaps | None = None,
     title: str | None = None,
 ) -> dict[str, Path]:
@@ -246,7 +249,8 @@ def save_prediction_pngs(
         image: the input, uint8 ``H x W x 3``.
         predictions: ``{task: prediction}`` as returned by :func:`predict_array` / :func:`predict_images`.
         out_dir: folder to write (created).
-        dataset: decides the palette size of class tasks (colours do not depend on it).
+        dataset: decides the palette size of class tasks (colours do not depend on it); a mapping gives it per
+            task (a UFL model's source and new tasks come from different datasets).
         attention: :func:`attention_arrays`' result; ``sfa.png`` / ``msa.png`` are written for the kinds it has.
         title: title of the figures (e.g. the image's file name).
 
@@ -260,11 +264,11 @@ def save_prediction_pngs(
     tiles: dict[str, np.ndarray] = {}
     legends: dict[str, list[tuple[str, np.ndarray]]] = {}
     for t, pred in predictions.items():
-        rgb = vis.colorize_prediction(t, pred, _num_classes(t, dataset))
-        written[t] = vis.save_png(rgb, out_dir / f"{t}.png")
+        rgb = vis.colorize_prediction(t.split(":")[-1], pred, _num_classes(t, dataset))
+        written[t] = vis.save_png(rgb, out_dir / f"{t.replace(':', '_')}.png")
         key = _tile_title(t, pred)
         tiles[key] = rgb
-        if t == "human_parts":
+        if t.split(":")[-1] == "human_parts":
             legends[key] = vis.parts_legend()
     written["panel"] = vis.save_panel(image, tiles, out_dir / "panel.png", title=title, legends=legends or None)
     for kind, label, vmin, vmax in (("sfa", "SFA masks", None, None), ("msa", "MSA scale weights", 0.0, 1.0)):
@@ -291,28 +295,26 @@ def save_raw_outputs(predictions: Mapping[str, np.ndarray], out_dir: str | os.Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for t, pred in predictions.items():
-        kind = get_task(t).kind
+        name, stem = t.split(":")[-1], t.replace(":", "_")  # "<dataset>:<task>" keys of a UFL chain
+        kind = get_task(name).kind
         if kind == "classes":
             if pred.max(initial=0) > 255 or pred.min(initial=0) < 0:
                 raise ValueError(f"{t}: class ids outside 0..255 cannot be written as a uint8 PNG")
-            path = out_dir / f"{t}_index.png"
-            Image.fromarray(pred.astype(np.uint8), mode="L").save(path)
-            written[f"{t}_index"] = path
-        elif t == "depth":
+            written[f"{stem}_index"] = out_dir / f"{stem}_index.png"
+            Image.fromarray(pred.astype(np.uint8), mode="L").save(written[f"{stem}_index"])
+        elif name == "depth":
             mm = np.clip(np.rint(pred.astype(np.float64) * 1000.0), 0, 65535).astype(np.uint16)
-            path = out_dir / "depth_mm.png"
-            Image.fromarray(mm).save(path)
-            written["depth_mm"] = path
-            written["depth_m"] = out_dir / "depth_m.npy"
-            np.save(written["depth_m"], pred.astype(np.float32))
+            written[f"{stem}_mm"] = out_dir / f"{stem}_mm.png"
+            Image.fromarray(mm).save(written[f"{stem}_mm"])
+            written[f"{stem}_m"] = out_dir / f"{stem}_m.npy"
+            np.save(written[f"{stem}_m"], pred.astype(np.float32))
         elif pred.ndim == 3:
-            written[t] = out_dir / f"{t}.npy"
-            np.save(written[t], pred.astype(np.float32))
+            written[stem] = out_dir / f"{stem}.npy"
+            np.save(written[stem], pred.astype(np.float32))
         else:
             prob = np.clip(np.rint(pred.astype(np.float64) * 65535.0), 0, 65535).astype(np.uint16)
-            path = out_dir / f"{t}_prob.png"
-            Image.fromarray(prob).save(path)
-            written[f"{t}_prob"] = path
+            written[f"{stem}_prob"] = out_dir / f"{stem}_prob.png"
+            Image.fromarray(prob).save(written[f"{stem}_prob"])
     return written
 
 
@@ -374,8 +376,8 @@ def predict_paths(
         if want_attention and not noted_off and not any((attn or {}).values()):
             log("note: the model's attention mechanisms are switched off; sfa.png / msa.png skipped")
             noted_off = True
-        written = save_prediction_pngs(image, preds, Path(out) / name, dataset=predictor.dataset, attention=attn,
-                                       title=path.name)
+        written = save_prediction_pngs(image, preds, Path(out) / name, dataset=predictor.task_datasets,
+                                       attention=attn, title=path.name)
         if raw:
             written.update({f"raw/{k}": v for k, v in save_raw_outputs(preds, Path(out) / name / "raw").items()})
         log(f"{path.name} -> {Path(out) / name}/ ({', '.join(written)})")

@@ -1,0 +1,94 @@
+"""Universal feature learning gives one model that keeps its source tasks and gains new ones, step after step:
+after two UFL steps the checkpoint predicts every task, and the earlier tasks' outputs are bit-identical to
+those of the checkpoints they came from (their heads and the backbone are frozen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medusa_mtl import Predictor
+from medusa_mtl.engine.evaluation import load_module
+from medusa_mtl.engine.training import MultiTaskModule
+from medusa_mtl.engine.ufl import ufl_module_from_checkpoint
+from medusa_mtl.errors import ConfigError
+
+
+def _save(module: MultiTaskModule, path: Path) -> Path:
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+def _train_a_little(module: MultiTaskModule, x: torch.Tensor) -> None:
+    """Two optimiser steps on the trainable parameters (the new heads only)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    assert params
+    opt = torch.optim.Adam(params, lr=1e-2)
+    module.train()
+    for _ in range(2):
+        out = module.net(x)
+        loss = sum(v.float().mean() for k, v in out.items() if k in module.main_tasks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    module.eval()
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tmp = tmp_path_factory.mktemp("chain")
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    source = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    _train_a_little(source, x)  # any weights; BatchNorm statistics move too
+    a = _save(source, tmp / "source.ckpt")
+    step1 = ufl_module_from_checkpoint(a, "human_parts", "pascal", lr=1e-2)
+    _train_a_little(step1, x)
+    b = _save(step1, tmp / "step1.ckpt")
+    step2 = ufl_module_from_checkpoint(b, "sal", "pascal", lr=1e-2)
+    _train_a_little(step2, x)
+    c = _save(step2, tmp / "step2.ckpt")
+    return {"x": x, "a": a, "b": b, "c": c}
+
+
+def test_two_ufl_steps_keep_every_earlier_output_bit_identical(chain: dict[str, object]) -> None:
+    x = chain["x"]
+    with torch.no_grad():
+        source = load_module(chain["a"]).net(x)
+        step1 = load_module(chain["b"]).net.forward_all(x)
+        final = load_module(chain["c"]).net.forward_all(x)
+    assert list(final) == ["semseg", "depth", "human_parts", "sal"]
+    assert list(step1) == ["semseg", "depth", "human_parts"]
+    for t in ("semseg", "depth"):
+        assert torch.equal(final[t], source[t]) and torch.equal(step1[t], source[t])
+    assert torch.equal(final["human_parts"], step1["human_parts"])
+    module = load_module(chain["c"])
+    assert module.main_tasks == ["sal"] and module.eval_dataset == "pascal"
+    assert module.hparams["ufl"] == [{"new_tasks": ["human_parts"], "dataset": "pascal"},
+                                     {"new_tasks": ["sal"], "dataset": "pascal"}]
+    trainable = [n for n, p in ufl_module_from_checkpoint(chain["c"], "normals", "pascal").named_parameters()
+                 if p.requires_grad]
+    assert trainable and all(n.startswith("net.decoder.") for n in trainable)  # only the newest heads train
+
+
+def test_predictor_shows_source_and_new_tasks(chain: dict[str, object], tmp_path: Path) -> None:
+    predictor = Predictor.from_checkpoint(chain["c"], size=(64, 64))
+    assert predictor.tasks == ["semseg", "depth", "human_parts", "sal"]
+    assert predictor.task_datasets == {"semseg": "nyud", "depth": "nyud", "human_parts": "pascal", "sal": "pascal"}
+    out = predictor.predict(np.zeros((40, 50, 3), np.uint8))
+    assert out["semseg"].shape == (40, 50) and out["sal"].dtype == np.float32
+    assert Predictor.from_checkpoint(chain["c"], size=(64, 64), all_tasks=False).tasks == ["sal"]
+
+
+def test_clashing_and_shared_task_names(chain: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="already pascal tasks"):
+        ufl_module_from_checkpoint(chain["c"], "human_parts", "pascal")
+    both = ufl_module_from_checkpoint(chain["c"], "semseg", "pascal")  # NYUD's semseg is another task
+    keys = list(both.net.task_datasets())
+    assert keys == ["nyud:semseg", "depth", "human_parts", "sal", "pascal:semseg"]
+    with torch.no_grad():
+        out = both.net.forward_all(chain["x"])
+    assert out["nyud:semseg"].shape[1] == 40 and out["pascal:semseg"].shape[1] == 21
