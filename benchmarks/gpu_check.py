@@ -89,6 +89,8 @@ def step_throughput(a: argparse.Namespace, out: Path, name: str, extra: list[str
                 "medusa,mtinet", "--no-cpu-memory", "--train-batch", "2"]
     elif a.device == "cpu":
         cmd += ["--threads", "1"]
+    else:
+        cmd += ["--rounds", str(a.rounds)]
     rc, tail = _run(cmd, out / f"{name}.log", timeout=600 if a.smoke else 1800)
     data = json.loads(path.read_text()) if path.is_file() else {}
     ratios = {r["label"]: {"value": r.get("ratio"), "paired": r.get("paired_ratio")} for r in data.get("ratios", [])}
@@ -124,7 +126,7 @@ def step_fit(a: argparse.Namespace, out: Path, arch: str) -> dict[str, Any]:
             "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
             "--trainer.precision", "bf16-mixed", "--trainer.accelerator", "cpu" if a.device == "cpu" else "gpu",
             "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", str(out / f"fit_{arch}")]
+            "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(out / f"fit_{arch}")]
     if a.smoke:
         args += ["--model.backbone", "test_efficientnet"]
     rc, tail = _run(_medusa(*args), out / f"fit_{arch}.log", timeout=600 if a.smoke else 1200)
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/gpu", help="folder for the JSON files and SUMMARY.md")
     p.add_argument("--fit-steps", type=int, default=300, help="training steps of each medusa fit")
     p.add_argument("--fit-batch", type=int, default=8, help="batch of each medusa fit")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds of each GPU throughput run")
     p.add_argument("--skip", default="", help="comma-separated steps to leave out (tests, throughput, fit, ddp)")
     a = p.parse_args(argv)
     import torch
