@@ -80,3 +80,21 @@ def edge_bce(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def saliency_bce(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Saliency loss: balanced BCE with the positive weight = #neg/#all over the batch (SPEC §5)."""
     return balanced_bce(pred, target, pos_weight=None)
+
+
+def regression_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over finite label values (NaN marks an invalid value). ``pred``/``target`` [B,C,H,W]."""
+    valid = torch.isfinite(target)
+    n_valid = valid.sum()
+    if n_valid == 0:
+        return _zero_like(pred)
+    return torch.where(valid, (pred - torch.nan_to_num(target)).abs(), 0.0).sum() / n_valid
+
+
+def regression_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over finite label values (NaN marks an invalid value). ``pred``/``target`` [B,C,H,W]."""
+    valid = torch.isfinite(target)
+    n_valid = valid.sum()
+    if n_valid == 0:
+        return _zero_like(pred)
+    return torch.where(valid, (pred - torch.nan_to_num(target)) ** 2, 0.0).sum() / n_valid

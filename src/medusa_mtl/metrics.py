@@ -44,6 +44,7 @@ __all__ = [
     "ConfusionMIoU",
     "DepthMetric",
     "NormalsMetric",
+    "RegressionMetric",
     "SaliencyMetric",
     "EdgeMetric",
     "thin",
@@ -393,6 +394,40 @@ class DepthMetric(StreamingMetric):
 # ----------------------------------------------------------------------------------------------------------
 # surface normals
 # ----------------------------------------------------------------------------------------------------------
+
+
+class RegressionMetric(StreamingMetric):
+    """Errors of a dense regression (any number of channels) pooled over every finite label value.
+
+    With n finite label values over the dataset: ``rmse`` = sqrt(Σ (p − g)² / n), ``mae`` = Σ |p − g| / n.
+    NaN in a label marks an invalid value; with no valid value both results are NaN.
+    """
+
+    _reduce = {"n": "sum", "sq": "sum", "abs": "sum"}
+
+    def __init__(self, channels: int | None = None) -> None:
+        self.channels = None if channels is None else int(channels)
+        super().__init__()
+
+    def _initial_state(self) -> dict[str, np.ndarray]:
+        return {"n": np.zeros((), np.int64), "sq": np.zeros((), np.float64), "abs": np.zeros((), np.float64)}
+
+    def update(self, pred: Batch, target: Batch) -> None:
+        """Add predictions ``[B,C,H,W]`` and labels ``[B,C,H,W]`` (NaN = invalid), or lists of per-image maps."""
+        for p, g in _pairs(pred, target, self.channels, self.channels, type(self).__name__):
+            g = g.double()
+            valid = torch.isfinite(g)
+            err = p.double()[valid] - g[valid]
+            self._state["n"] = self._state["n"] + int(err.numel())
+            self._state["sq"] = self._state["sq"] + float((err * err).sum())
+            self._state["abs"] = self._state["abs"] + float(err.abs().sum())
+
+    def compute(self) -> dict[str, Any]:
+        """``rmse`` and ``mae`` (label units); NaN without valid values."""
+        n = int(self._state["n"])
+        if n == 0:
+            return {"rmse": float("nan"), "mae": float("nan")}
+        return {"rmse": math.sqrt(float(self._state["sq"]) / n), "mae": float(self._state["abs"]) / n}
 
 
 class NormalsMetric(StreamingMetric):

@@ -43,6 +43,10 @@ def _sigmoid(raw: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(raw)
 
 
+def _identity(raw: torch.Tensor) -> torch.Tensor:
+    return raw
+
+
 @dataclass(frozen=True)
 class Task:
     """A dense prediction task.
@@ -59,6 +63,9 @@ class Task:
         kind: "classes" (int64 label map), "dense" (float map) or "binary" (float {0,1} map).
         display: human-readable name for tables.
         metric_kwargs: extra keyword arguments of the metric (per dataset where needed).
+        label_kind: what the label is, for readers, transforms and pictures: one of :data:`LABEL_KINDS`
+            (``segmentation``, ``binary``, ``depth``, ``normals``, ``edge``, ``regression``).
+        builtin: one of the six tasks of SPEC §5 (``False`` for tasks declared in a ``dataset.yaml``).
     """
 
     name: str
@@ -73,6 +80,8 @@ class Task:
     display: str
     interpolation: str = "bilinear"
     metric_kwargs: dict[str, Any] = field(default_factory=dict)
+    label_kind: str = "regression"
+    builtin: bool = False
 
     def channels(self, dataset: str) -> int:
         """Number of output channels of this task on ``dataset``."""
@@ -134,6 +143,7 @@ _DATASET_ALIASES = {
     "pascalcontext": "pascal",
     "synthetic_pascal": "pascal",
 }
+_BUILTIN_DATASET_ALIASES = frozenset(_DATASET_ALIASES)
 
 
 def _dataset_key(dataset: str) -> str:
@@ -199,6 +209,8 @@ register_task(
         postprocess_fn=_argmax,
         kind="classes",
         display="Seg mIoU",
+        label_kind="segmentation",
+        builtin=True,
     )
 )
 register_task(
@@ -213,6 +225,8 @@ register_task(
         postprocess_fn=_relu,
         kind="dense",
         display="Depth RMSE",
+        label_kind="depth",
+        builtin=True,
     )
 )
 register_task(
@@ -227,6 +241,8 @@ register_task(
         postprocess_fn=_unit,
         kind="dense",
         display="Normals mean angle",
+        label_kind="normals",
+        builtin=True,
     )
 )
 register_task(
@@ -241,6 +257,8 @@ register_task(
         postprocess_fn=_sigmoid,
         kind="binary",
         display="Edge odsF",
+        label_kind="edge",
+        builtin=True,
     )
 )
 register_task(
@@ -255,6 +273,8 @@ register_task(
         postprocess_fn=_sigmoid,
         kind="binary",
         display="Sal mIoU",
+        label_kind="binary",
+        builtin=True,
     )
 )
 register_task(
@@ -269,8 +289,160 @@ register_task(
         postprocess_fn=_argmax,
         kind="classes",
         display="Parts mIoU",
+        label_kind="segmentation",
+        builtin=True,
     )
 )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# task kinds: tasks declared in a dataset.yaml (medusa_mtl.data.generic)
+# ----------------------------------------------------------------------------------------------------------
+
+LABEL_KINDS = ("segmentation", "binary", "depth", "normals", "edge", "regression")
+"""The kinds of task a ``dataset.yaml`` can declare; every task (the built-in ones too) has one."""
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What a kind of task brings: losses to choose from (the first is the default), the metric, the Δm
+    metrics to choose from with their direction (the first is the default), postprocessing, channels."""
+
+    name: str
+    losses: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+    metric_name: str
+    dm_metrics: dict[str, bool]  # metric key -> higher is better
+    postprocess_fn: Callable[[torch.Tensor], torch.Tensor]
+    value_kind: str  # Task.kind: "classes", "dense" or "binary"
+    channels: int | None  # fixed channel count, None = declared (classes / regression channels)
+
+
+TASK_KINDS: dict[str, TaskKind] = {
+    "segmentation": TaskKind("segmentation", {"cross_entropy": losses.cross_entropy}, "ConfusionMIoU",
+                             {"mIoU": True, "pixel_acc": True}, _argmax, "classes", None),
+    "binary": TaskKind("binary", {"balanced_bce": losses.saliency_bce}, "SaliencyMetric",
+                       {"mIoU": True, "maxF": True, "maxF1": True}, _sigmoid, "binary", 1),
+    "depth": TaskKind("depth", {"l1": losses.depth_l1}, "DepthMetric",
+                      {"rmse": False, "abs_rel": False, "log_rmse": False, "delta1": True}, _relu, "dense", 1),
+    "normals": TaskKind("normals", {"l1": losses.normals_l1}, "NormalsMetric",
+                        {"mean": False, "median": False, "rmse": False}, _unit, "dense", 3),
+    "edge": TaskKind("edge", {"balanced_bce": losses.edge_bce}, "EdgeMetric",
+                     {"odsF": True, "oisF": True}, _sigmoid, "binary", 1),
+    "regression": TaskKind("regression", {"l1": losses.regression_l1, "l2": losses.regression_l2},
+                           "RegressionMetric", {"rmse": False, "mae": False}, _identity, "dense", None),
+}
+
+_DATASET_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _loss_name(kind: TaskKind, fn: Callable[..., Any]) -> str | None:
+    return next((n for n, f in kind.losses.items() if f is fn), None)
+
+
+def declare_task(
+    name: str,
+    kind: str,
+    dataset: str,
+    channels: int | None = None,
+    loss_weight: float = 1.0,
+    loss: str | None = None,
+    dm_metric: str | None = None,
+    display: str | None = None,
+) -> Task:
+    """Define task ``name`` of ``kind`` on the declared ``dataset`` (see :func:`declare_dataset`).
+
+    A name that already exists (a built-in task such as ``semseg``, or a task of another declared dataset) is
+    extended to ``dataset`` when its definition (kind, loss, metric, Δm metric) is the same; a different
+    definition under an existing name is an error, as one name means one kind of output everywhere.
+
+    Example:
+        >>> declare_dataset("doc_roads")
+        >>> t = declare_task("doc_lanes", "segmentation", "doc_roads", channels=3)
+        >>> t.channels("doc_roads"), t.dm_metric, t.sign
+        (3, 'mIoU', 1)
+        >>> forget_dataset("doc_roads")
+    """
+    if kind not in TASK_KINDS:
+        raise ValueError(f"task {name!r}: unknown kind {kind!r}; known kinds: {', '.join(TASK_KINDS)}")
+    k = TASK_KINDS[kind]
+    key = _dataset_key(dataset)
+    if k.channels is not None:
+        if channels is not None and int(channels) != k.channels:
+            raise ValueError(f"task {name!r}: a {kind} task has {k.channels} channel(s), not {channels}")
+        channels = k.channels
+    if channels is None or int(channels) < 1 or (kind == "segmentation" and int(channels) < 2):
+        what = "at least 2 classes" if kind == "segmentation" else "channels >= 1"
+        raise ValueError(f"task {name!r}: a {kind} task needs {what}, got {channels!r}")
+    channels = int(channels)
+    loss = loss or next(iter(k.losses))
+    if loss not in k.losses:
+        raise ValueError(f"task {name!r}: loss {loss!r} is not one of {list(k.losses)} for a {kind} task")
+    dm_metric = dm_metric or next(iter(k.dm_metrics))
+    if dm_metric not in k.dm_metrics:
+        raise ValueError(f"task {name!r}: dm_metric {dm_metric!r} is not one of {list(k.dm_metrics)} "
+                         f"for a {kind} task")
+    weight = float(loss_weight)
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"task {name!r}: loss_weight must be a finite number >= 0, got {loss_weight!r}")
+    metric_kwargs = {"channels": channels} if kind == "regression" else {}
+    existing = TASKS.get(name)
+    if existing is not None:
+        same = (existing.label_kind == kind and existing.metric_name == k.metric_name
+                and _loss_name(k, existing.loss_fn) == loss and existing.dm_metric == dm_metric
+                and existing.metric_kwargs == metric_kwargs)
+        if not same:
+            where = "a built-in task" if existing.builtin else f"declared on {sorted(existing.out_channels)}"
+            raise ValueError(
+                f"task {name!r} ({kind}, loss {loss}, dm_metric {dm_metric}) conflicts with the task of that name "
+                f"({where}: {existing.label_kind}, loss {_loss_name(TASK_KINDS[existing.label_kind], existing.loss_fn)}"
+                f", dm_metric {existing.dm_metric}); give the task another name"
+            )
+        if key in existing.out_channels and existing.out_channels[key] != channels:
+            raise ValueError(f"task {name!r} is already defined on {dataset!r} with "
+                             f"{existing.out_channels[key]} channels")
+        existing.out_channels[key] = channels
+        existing.weights[key] = weight
+        return existing
+    return register_task(Task(
+        name=name, out_channels={key: channels}, weights={key: weight}, loss_fn=k.losses[loss],
+        metric_name=k.metric_name, dm_metric=dm_metric, higher_is_better=k.dm_metrics[dm_metric],
+        postprocess_fn=k.postprocess_fn, kind=k.value_kind, display=display or f"{name} {dm_metric}",
+        metric_kwargs=metric_kwargs, label_kind=kind, builtin=False,
+    ))
+
+
+def check_dataset_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` can name a declared dataset (see :func:`declare_dataset`)."""
+    if not isinstance(name, str) or not name or not set(name) <= _DATASET_NAME_CHARS or not name[0].isalpha():
+        raise ValueError(f"dataset name {name!r}: use lower-case letters, digits and '_', starting with a letter")
+    if name in _BUILTIN_DATASET_ALIASES:
+        raise ValueError(f"dataset name {name!r} is reserved for a built-in dataset; choose another name")
+
+
+def declare_dataset(name: str) -> None:
+    """Make ``name`` a dataset key tasks can be defined on (lower case letters, digits, ``_``). The names of
+    the built-in datasets (``nyud``, ``pascal`` and their aliases) are reserved. Declaring it again is a no-op."""
+    check_dataset_name(name)
+    _DATASET_ALIASES[name] = name
+
+
+def forget_dataset(name: str) -> None:
+    """Undo :func:`declare_dataset` and every :func:`declare_task` on it (declared tasks left on no dataset
+    are removed from the registry). Unknown names are ignored; built-in datasets cannot be forgotten."""
+    if name in _BUILTIN_DATASET_ALIASES or name not in _DATASET_ALIASES:
+        return
+    for task_name in list(TASKS):
+        task = TASKS[task_name]
+        task.out_channels.pop(name, None)
+        task.weights.pop(name, None)
+        if not task.builtin and not task.out_channels:
+            del TASKS[task_name]
+    del _DATASET_ALIASES[name]
+
+
+def is_declared_dataset(name: str) -> bool:
+    """True for a dataset made by :func:`declare_dataset` (not a built-in one)."""
+    return name in _DATASET_ALIASES and name not in _BUILTIN_DATASET_ALIASES
 
 
 # ----------------------------------------------------------------------------------------------------------

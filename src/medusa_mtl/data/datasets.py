@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from . import formats
+from . import formats, generic
 from .formats import DataFormatError
 from .transforms import (
     NYUD_AUGMENT,
@@ -51,8 +51,8 @@ class _MTDataset(Dataset):
         ids: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
-        if split not in formats.SPLITS:
-            raise ValueError(f"unknown split {split!r} for {self.name}; valid splits: {list(formats.SPLITS)}")
+        if split not in self._splits():
+            raise ValueError(f"unknown split {split!r} for {self.name}; valid splits: {list(self._splits())}")
         if isinstance(tasks, str):
             tasks = [tasks]
         tasks = list(tasks)
@@ -72,17 +72,29 @@ class _MTDataset(Dataset):
         self.tasks = tasks
         self.transform = transform
         if ids is None:
-            self.ids = formats.read_split(self.root, self.name, split)
+            self.ids = self._read_split(split)
         else:
             self.ids = [str(i) for i in ids]
         self._check_files()
+
+    def _splits(self) -> Sequence[str]:
+        return formats.SPLITS
+
+    def _kinds(self) -> dict[str, str] | None:
+        return None
+
+    def _read_split(self, split: str) -> list[str]:
+        return formats.read_split(self.root, self.name, split)
+
+    def _task_files(self, sample_id: str, task: str) -> list[Path]:
+        return formats.task_files(self.name, self.root, sample_id, task)
 
     def _check_files(self) -> None:
         """Every id must have its image and the files of every requested task (clear error otherwise)."""
         for sample_id in self.ids:
             paths = [self._image_path(sample_id)]
             for t in self.tasks:
-                paths += formats.task_files(self.name, self.root, sample_id, t)
+                paths += self._task_files(sample_id, t)
             for p in paths:
                 if not p.is_file():
                     raise DataFormatError(
@@ -104,7 +116,7 @@ class _MTDataset(Dataset):
         meta = {"id": self.ids[index], "orig_size": tuple(int(s) for s in sample["image"].shape[:2])}
         if self.transform is not None:
             sample = self.transform(sample)
-        return to_tensor_sample(sample, meta)
+        return to_tensor_sample(sample, meta, getattr(self.transform, "kinds", None) or self._kinds())
 
     def __repr__(self) -> str:
         return (
@@ -181,6 +193,53 @@ class PASCALContext(_MTDataset):
         return formats.pascal_paths(self.root, sample_id)["image"]
 
 
+class GenericDataset(_MTDataset):
+    """A dataset in the generic layout of :mod:`medusa_mtl.data.generic` (``dataset.yaml`` + folders).
+
+    Args:
+        root: the dataset folder (the one holding ``dataset.yaml``).
+        split: ``"train"`` or ``"val"`` (read from the split files unless ``ids`` is given).
+        tasks: tasks declared in the spec.
+        transform: NumPy-sample transform or ``None``.
+        ids: explicit sample ids; overrides the split file.
+        spec: the parsed declaration (:func:`medusa_mtl.data.generic.load_spec`); default: ``root/dataset.yaml``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str = "train",
+        tasks: Sequence[str] | None = None,
+        transform: NumpyTransform | None = None,
+        ids: Sequence[str] | None = None,
+        spec: generic.DatasetSpec | None = None,
+    ) -> None:
+        spec = generic.load_spec(root) if spec is None else spec.with_root(root)
+        self.spec = spec
+        self.name = spec.name
+        self.tasks_available = spec.task_names
+        self.reader = generic.GenericReader(spec)
+        super().__init__(root, split, list(spec.task_names) if tasks is None else tasks, transform, ids)
+
+    def _splits(self) -> Sequence[str]:
+        return tuple(self.spec.splits)
+
+    def _kinds(self) -> dict[str, str] | None:
+        return self.spec.kinds
+
+    def _read_split(self, split: str) -> list[str]:
+        return generic.read_ids(self.spec, split)
+
+    def _task_files(self, sample_id: str, task: str) -> list[Path]:
+        return [self.reader.label_path(sample_id, task)]
+
+    def _image_path(self, sample_id: str) -> Path:
+        return self.reader.image_path(sample_id)
+
+    def read_numpy(self, index: int) -> dict[str, np.ndarray]:
+        return self.reader.read(self.ids[index], self.tasks)
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What the rest of the code needs to know about a dataset.
@@ -192,6 +251,7 @@ class DatasetInfo:
         tasks: tasks the dataset provides.
         augment: random augmentation of the train transform.
         folder: the conventional folder name of the release.
+        spec: the declaration of a generic dataset (``None`` for the built-in ones).
     """
 
     name: str
@@ -200,6 +260,12 @@ class DatasetInfo:
     tasks: tuple[str, ...]
     augment: AugmentParams
     folder: str
+    spec: generic.DatasetSpec | None = None
+
+    @property
+    def kinds(self) -> dict[str, str] | None:
+        """Task -> label kind for the transforms (``None``: the built-in tasks' kinds)."""
+        return None if self.spec is None else self.spec.kinds
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -222,12 +288,62 @@ _ALIASES = {
 }
 
 
-def get_dataset_info(name: str) -> DatasetInfo:
-    """Registry lookup (case-insensitive, with aliases such as ``pascal_context``); clear error if unknown."""
+def register_spec(spec: generic.DatasetSpec) -> DatasetInfo:
+    """Register a declared dataset: its tasks become ordinary tasks of :mod:`medusa_mtl.tasks` and
+    :func:`get_dataset_info` knows it (an earlier declaration of the same name is replaced)."""
+    generic.declare_spec_tasks(spec)
+    info = DatasetInfo(spec.name, GenericDataset, spec.size, spec.task_names, spec.augment_params(),
+                       str(spec.root) if spec.root is not None else spec.name, spec)
+    DATASETS[spec.name] = info
+    _ALIASES[spec.name] = spec.name
+    return info
+
+
+def get_dataset_info(name: str | os.PathLike[str]) -> DatasetInfo:
+    """Registry lookup (case-insensitive, with aliases such as ``pascal_context``); clear error if unknown.
+
+    ``name`` may also be a ``dataset.yaml`` (or a folder holding one): it is read, validated and registered
+    (its tasks become ordinary tasks, see :mod:`medusa_mtl.data.generic`)."""
     key = _ALIASES.get(str(name).lower())
-    if key is None:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {sorted(DATASETS)}")
-    return DATASETS[key]
+    if key is not None:
+        return DATASETS[key]
+    if generic.find_spec_file(name) is not None:
+        return register_spec(generic.load_spec(name))
+    if str(name).endswith((".yaml", ".yml")) or os.sep in str(name):
+        raise FileNotFoundError(f"dataset {str(name)!r}: no such {generic.SPEC_FILE} (or folder holding one)")
+    raise ValueError(f"unknown dataset {str(name)!r}; valid datasets: {sorted(DATASETS)} "
+                     f"or the path of a {generic.SPEC_FILE}")
+
+
+def register_declaration(decl: Mapping[str, Any]) -> DatasetInfo:
+    """Register a declaration stored by :meth:`~medusa_mtl.data.generic.DatasetSpec.to_dict` (a checkpoint's)."""
+    return register_spec(generic.spec_from_dict(dict(decl)))
+
+
+def resolve_dataset(name: str | os.PathLike[str]) -> str:
+    """The registry name of a dataset given by name or by ``dataset.yaml`` path (registering the latter)."""
+    return get_dataset_info(name).name
+
+
+def dataset_root(name: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> Path:
+    """``root``; without one, the folder of a declared dataset's ``dataset.yaml``, or ``data/synthetic/<folder>``
+    for a built-in dataset (where ``medusa data synth`` writes it)."""
+    if root is not None:
+        return Path(root)
+    info = get_dataset_info(name)
+    if info.spec is None:
+        return Path("data/synthetic") / info.folder
+    if info.spec.root is not None:
+        return info.spec.root
+    raise ValueError(f"dataset {info.name!r}: give the dataset folder (--root / --data.root)")
+
+
+def read_split_ids(name: str, root: str | os.PathLike[str], split: str) -> list[str]:
+    """The ids of a split of any registered dataset (built-in layout or ``dataset.yaml``)."""
+    info = get_dataset_info(name)
+    if info.spec is not None:
+        return generic.read_ids(info.spec.with_root(root), split)
+    return formats.read_split(root, info.name, split)
 
 
 def build_transform(
@@ -236,7 +352,7 @@ def build_transform(
     """The train or eval transform of a dataset at ``size`` (default: the dataset's default size)."""
     info = get_dataset_info(name)
     size = info.default_size if size is None else size
-    return TrainTransform(size, info.augment) if train else EvalTransform(size)
+    return TrainTransform(size, info.augment, kinds=info.kinds) if train else EvalTransform(size, kinds=info.kinds)
 
 
 def build_dataset(
@@ -255,6 +371,8 @@ def build_dataset(
     """
     info = get_dataset_info(name)
     transform = build_transform(info.name, train, size)
+    if info.spec is not None:
+        kwargs["spec"] = info.spec
     return info.cls(root, split=split, tasks=tasks, transform=transform, ids=ids, **kwargs)
 
 

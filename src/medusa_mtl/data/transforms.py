@@ -41,6 +41,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LABEL_KEYS = ("semseg", "human_parts")
 BINARY_KEYS = ("edge", "sal")
 KNOWN_KEYS = ("image", "depth", "normals", *LABEL_KEYS, *BINARY_KEYS)
+BUILTIN_KINDS: dict[str, str] = {"semseg": "segmentation", "human_parts": "segmentation", "edge": "edge",
+                                 "sal": "binary", "depth": "depth", "normals": "normals"}
+"""Label kind (:data:`medusa_mtl.tasks.LABEL_KINDS`) of the built-in tasks; declared tasks pass ``kinds``."""
+Kinds = Mapping[str, str] | None
 
 
 @dataclass(frozen=True)
@@ -92,21 +96,24 @@ def _rng_from_torch() -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
 
-def _check_keys(sample: Mapping[str, np.ndarray]) -> None:
-    unknown = [k for k in sample if k not in KNOWN_KEYS]
+def _check_keys(sample: Mapping[str, np.ndarray], kinds: Kinds = None) -> dict[str, str]:
+    """The label kind of every key of ``sample`` but ``image`` (``kinds`` first, then the built-in tasks)."""
+    known = {**BUILTIN_KINDS, **(kinds or {})}
+    unknown = [k for k in sample if k != "image" and k not in known]
     if unknown:
-        raise ValueError(f"unknown sample keys {unknown}; known keys: {list(KNOWN_KEYS)}")
+        raise ValueError(f"unknown sample keys {unknown}; known keys: {['image', *known]}")
     if "image" not in sample:
         raise ValueError("the sample has no 'image'")
+    return {k: known[k] for k in sample if k != "image"}
 
 
-def hflip(sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def hflip(sample: Mapping[str, np.ndarray], kinds: Kinds = None) -> dict[str, np.ndarray]:
     """Mirror every array left-right; normals' x component is negated."""
-    _check_keys(sample)
+    kind = _check_keys(sample, kinds)
     out = {}
     for k, v in sample.items():
         f = np.ascontiguousarray(v[:, ::-1])
-        if k == "normals":
+        if kind.get(k) == "normals":
             f = f.copy()
             f[..., 0] *= -1.0
             f[..., 0][f[..., 0] == 0] = 0.0  # no negative zeros: keep the invalid vector exactly zero
@@ -152,11 +159,14 @@ def _sample(arr2d: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: int, c
 
 
 def warp(
-    sample: Mapping[str, np.ndarray], size: Sequence[int], scale: float = 1.0, angle_deg: float = 0.0
+    sample: Mapping[str, np.ndarray], size: Sequence[int], scale: float = 1.0, angle_deg: float = 0.0,
+    kinds: Kinds = None,
 ) -> dict[str, np.ndarray]:
     """Scale by ``scale`` and rotate by ``angle_deg`` (counter-clockwise) about the centre, then resize to
-    ``size`` = (H, W), in one resampling per array (see the module docstring for interpolation and ignore)."""
-    _check_keys(sample)
+    ``size`` = (H, W), in one resampling per array (see the module docstring for interpolation and ignore).
+
+    ``kinds`` gives the label kind of keys that are not built-in tasks (declared tasks)."""
+    kind = _check_keys(sample, kinds)
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     out_hw = (int(size[0]), int(size[1]))
@@ -170,13 +180,17 @@ def warp(
         if k == "image":
             ch = [_sample(v[..., i], rows, cols, 3, 0.0) for i in range(v.shape[2])]
             out[k] = np.clip(np.round(np.stack(ch, -1)), 0, 255).astype(np.uint8)
-        elif k in LABEL_KEYS:
+        elif kind[k] == "segmentation":
             out[k] = _sample(v, rows, cols, 0, IGNORE_INDEX).astype(v.dtype)
-        elif k in BINARY_KEYS:
+        elif kind[k] in ("binary", "edge"):
             out[k] = _sample(v.astype(np.float32), rows, cols, 0, IGNORE_INDEX).astype(np.float32)
-        elif k == "depth":
+        elif kind[k] == "depth":
             out[k] = (_sample(v, rows, cols, 0, 0.0) / scale).astype(np.float32)
-        elif k == "normals":
+        elif kind[k] == "regression":  # nearest: no blending across invalid (NaN) values; no unit change
+            chans = v if v.ndim == 3 else v[..., None]
+            res = np.stack([_sample(chans[..., i], rows, cols, 0, np.nan) for i in range(chans.shape[2])], -1)
+            out[k] = (res if v.ndim == 3 else res[..., 0]).astype(np.float32)
+        elif kind[k] == "normals":
             valid = _sample(np.linalg.norm(v, axis=-1) > 0, rows, cols, 0, False)
             n = np.stack([_sample(v[..., i], rows, cols, 3, 0.0) for i in range(3)], -1)
             a = math.radians(angle_deg)
@@ -200,10 +214,12 @@ def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
 class TrainTransform:
     """Random joint train transform (flip, scale/rotate about the centre, resize to ``size``)."""
 
-    def __init__(self, size: Sequence[int], augment: AugmentParams = NYUD_AUGMENT) -> None:
-        """Args: size: fixed output (H, W), multiples of 32; augment: the random augmentation."""
+    def __init__(self, size: Sequence[int], augment: AugmentParams = NYUD_AUGMENT, kinds: Kinds = None) -> None:
+        """Args: size: fixed output (H, W), multiples of 32; augment: the random augmentation; kinds: label kind
+        of sample keys that are not built-in tasks (declared tasks)."""
         self.size = check_size(size)
         self.augment = augment
+        self.kinds = dict(kinds) if kinds else None
 
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
         """Draw the random parameters ``flip``, ``scale``, ``angle`` of one call."""
@@ -228,8 +244,8 @@ class TrainTransform:
         self, sample: Mapping[str, np.ndarray], flip: bool, scale: float, angle: float
     ) -> dict[str, np.ndarray]:
         """Apply given parameters (deterministic)."""
-        s = hflip(sample) if flip else dict(sample)
-        return warp(s, self.size, scale, angle)
+        s = hflip(sample, self.kinds) if flip else dict(sample)
+        return warp(s, self.size, scale, angle, self.kinds)
 
     def __repr__(self) -> str:
         return f"TrainTransform(size={self.size}, augment={self.augment})"
@@ -238,15 +254,16 @@ class TrainTransform:
 class EvalTransform:
     """Resize the image to ``size``; labels are kept at their original resolution."""
 
-    def __init__(self, size: Sequence[int]) -> None:
-        """Args: size: fixed (H, W) of the network input, multiples of 32."""
+    def __init__(self, size: Sequence[int], kinds: Kinds = None) -> None:
+        """Args: size: fixed (H, W) of the network input, multiples of 32; kinds: as for TrainTransform."""
         self.size = check_size(size)
+        self.kinds = dict(kinds) if kinds else None
 
     def __call__(
         self, sample: Mapping[str, np.ndarray], rng: np.random.Generator | None = None
     ) -> dict[str, np.ndarray]:
         """Return a copy of the sample with the image resized (``rng`` is unused)."""
-        _check_keys(sample)
+        _check_keys(sample, self.kinds)
         out = dict(sample)
         out["image"] = resize_image(sample["image"], self.size)
         return out
@@ -263,20 +280,21 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     return (t - mean) / std
 
 
-def to_tensor_sample(sample: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
+def to_tensor_sample(sample: Mapping[str, np.ndarray], meta: Mapping[str, Any], kinds: Kinds = None) -> dict[str, Any]:
     """Build the sample dict of ARCHITECTURE.md from a NumPy sample.
 
     ``image`` float32 [3,H,W] normalised; ``semseg`` / ``human_parts`` int64 [H,W]; ``depth``, ``edge``,
-    ``sal`` float32 [1,H,W]; ``normals`` float32 [3,H,W]; ``meta`` copied.
+    ``sal`` float32 [1,H,W]; ``normals`` float32 [3,H,W]; ``meta`` copied. Declared tasks (``kinds``) alike by
+    kind; a regression label becomes [C,H,W].
     """
-    _check_keys(sample)
+    kind = _check_keys(sample, kinds)
     out: dict[str, Any] = {}
     for k, v in sample.items():
         if k == "image":
             out[k] = normalize_image(v)
-        elif k in LABEL_KEYS:
+        elif kind[k] == "segmentation":
             out[k] = torch.from_numpy(np.ascontiguousarray(v).astype(np.int64))
-        elif k == "normals":
+        elif kind[k] == "normals" or (kind[k] == "regression" and v.ndim == 3):
             out[k] = torch.from_numpy(np.array(v, dtype=np.float32, copy=True)).permute(2, 0, 1).contiguous()
         else:
             out[k] = torch.from_numpy(np.array(v, dtype=np.float32, copy=True))[None]

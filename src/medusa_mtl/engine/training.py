@@ -27,8 +27,15 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from ..data.datasets import build_dataset, collate, get_dataset_info
-from ..data.formats import read_split
+from ..data.datasets import (
+    build_dataset,
+    collate,
+    dataset_root,
+    get_dataset_info,
+    read_split_ids,
+    register_declaration,
+    resolve_dataset,
+)
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import StreamingMetric
 from ..models import create_model
@@ -87,6 +94,30 @@ def ufl_steps(ufl: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> li
     return [dict(ufl)] if isinstance(ufl, Mapping) else [dict(step) for step in ufl]
 
 
+def resolve_datasets(
+    dataset: str,
+    ufl: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+    dataset_specs: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Register the declared datasets a module needs and name every dataset by its registry name.
+
+    ``dataset_specs`` (declarations stored in a checkpoint) are registered first; then ``dataset`` and each UFL
+    step's dataset, which may be ``dataset.yaml`` paths, are resolved to names. Returns (dataset, UFL steps,
+    the declarations of every declared dataset used)."""
+    for decl in dataset_specs or []:
+        register_declaration(decl)
+    name = resolve_dataset(dataset)
+    steps = ufl_steps(ufl)
+    for step in steps:
+        step["dataset"] = resolve_dataset(str(step.get("dataset", "pascal")))
+    specs: dict[str, dict[str, Any]] = {}
+    for n in [name, *(s["dataset"] for s in steps)]:
+        spec = get_dataset_info(n).spec
+        if spec is not None:
+            specs[n] = spec.to_dict()
+    return name, steps, list(specs.values())
+
+
 class MultiTaskModule(L.LightningModule):
     """LightningModule for every multi-task model of the zoo.
 
@@ -108,6 +139,12 @@ class MultiTaskModule(L.LightningModule):
             ``{"sal": {"beta2": 1.0}}`` (the β² of ``maxF``; ``maxF1`` always uses 1).
         ufl: universal feature learning: ``{"new_tasks": [...], "dataset": "pascal"}``; the source model is
             described by the other model arguments and its weights are loaded by :mod:`medusa_mtl.engine.ufl`.
+        dataset_specs: declarations of the datasets of ``dataset.yaml`` files the model uses (filled in
+            automatically when ``dataset`` or a UFL step's dataset is such a file, and stored in checkpoints, so
+            a checkpoint rebuilds its declared tasks without the dataset folder).
+
+    ``dataset`` (and a UFL step's ``dataset``) may be the path of a ``dataset.yaml`` (see
+    :mod:`medusa_mtl.data.generic`): its tasks are declared, and the hyper-parameters record its name.
     """
 
     def __init__(
@@ -127,18 +164,21 @@ class MultiTaskModule(L.LightningModule):
         edge_thresholds: int = 99,
         ufl: dict[str, Any] | list[dict[str, Any]] | None = None,
         metric_options: dict[str, dict[str, Any]] | None = None,
+        dataset_specs: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "sgd"):
             raise ConfigError(f"--model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         tasks_l = _as_list(tasks)
         aux_l = _as_list(aux_tasks)
+        dataset, ufl, specs = resolve_datasets(dataset, ufl, dataset_specs)
         self.save_hyperparameters(
             dict(arch=arch, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
                  model_kwargs=dict(model_kwargs or {}), pretrained_file=pretrained_file, optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
                  edge_thresholds=edge_thresholds, ufl=ufl_steps(ufl) or None,
-                 metric_options={t: dict(o) for t, o in (metric_options or {}).items()})
+                 metric_options={t: dict(o) for t, o in (metric_options or {}).items()},
+                 dataset_specs=specs or None)
         )
         self.net = build_network(arch, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
         if ufl:
@@ -312,8 +352,9 @@ class MultiTaskDataModule(L.LightningDataModule):
     """NYUD_MT / PASCAL_MT data (real or synthetic) with a validation split carved from train.
 
     Args:
-        dataset: ``nyud`` or ``pascal``.
-        root: the dataset folder (``NYUD_MT`` / ``PASCAL_MT`` layout).
+        dataset: ``nyud``, ``pascal``, or the path of a ``dataset.yaml`` (:mod:`medusa_mtl.data.generic`).
+        root: the dataset folder (``NYUD_MT`` / ``PASCAL_MT`` layout, or the generic one); ``None`` = the
+            folder of the ``dataset.yaml``, or ``data/synthetic/NYUD_MT`` / ``PASCAL_MT`` for the built-in ones.
         tasks: tasks to load; ``None`` = the tasks the model supervises (read from the LightningModule).
         size: network input (H, W), multiples of 32; ``None`` = the dataset's default (SPEC §6).
         batch_size: per-process batch size (the paper's global batch is 8).
@@ -329,7 +370,7 @@ class MultiTaskDataModule(L.LightningDataModule):
     def __init__(
         self,
         dataset: str = "nyud",
-        root: str = "data/synthetic/NYUD_MT",
+        root: str | None = None,
         tasks: str | list[str] | None = None,
         size: tuple[int, int] | None = None,
         batch_size: int = 8,
@@ -346,7 +387,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         # logger=False: not merged with the module's hparams for the loggers (``tasks``/``dataset`` may differ
         # between the two, e.g. ``--data.tasks`` left unset, which Lightning's merge rejects).
         self.save_hyperparameters(logger=False)
-        self.dataset_name = get_dataset_info(dataset).name
+        self.dataset_name = resolve_dataset(dataset)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
         if size is not None:
@@ -355,7 +396,7 @@ class MultiTaskDataModule(L.LightningDataModule):
                 raise ConfigError(f"--data.size must be two positive multiples of 32, got {size[0]}x{size[1]}")
         if batch_size < 1:
             raise ConfigError(f"--data.batch_size must be >= 1, got {batch_size}")
-        self.root = Path(root)
+        self.root = dataset_root(dataset, root)
         self.tasks = _as_list(tasks)
         self.size = size
         self.batch_size = batch_size
@@ -385,8 +426,8 @@ class MultiTaskDataModule(L.LightningDataModule):
                 f"dataset folder not found: {self.root} (expected a {self.dataset_name.upper()}_MT folder; "
                 "create a synthetic one with `medusa data synth` or set --data.root)"
             )
-        train_all = read_split(self.root, self.dataset_name, "train")
-        test = read_split(self.root, self.dataset_name, "val")
+        train_all = read_split_ids(self.dataset_name, self.root, "train")
+        test = read_split_ids(self.dataset_name, self.root, "val")
         if len(train_all) < 2:
             raise ConfigError(f"{self.root}: the train split has {len(train_all)} ids; need at least 2")
         order = np.random.default_rng(self.seed).permutation(len(train_all))
