@@ -124,3 +124,12 @@ def nyud12(tmp_path: Path) -> Path:
         formats.write_nyud_sample(root, sample_id, **_nyud_arrays(i, 32, 32))
     formats.write_nyud_splits(root, ids[:10], ids[10:])
     return root
+
+
+@pytest.fixture(autouse=True)
+def _forget_declared_datasets() -> Any:
+    """Datasets declared by a test (``dataset.yaml``) do not leak into the registries of the next one."""
+    yield
+    from medusa_mtl.data.datasets import forget_declared
+
+    forget_declared()

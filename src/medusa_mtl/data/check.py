@@ -1,9 +1,16 @@
-"""``medusa data check``: validate a NYUD_MT or PASCAL_MT folder (real or synthetic) and list every problem.
+"""``medusa data check``: validate a dataset folder and list every problem, writing nothing.
+
+Two kinds of dataset: a NYUD_MT or PASCAL_MT folder (real or synthetic, ``dataset="nyud"`` / ``"pascal"``) and
+a generic dataset declared by a ``dataset.yaml`` (:mod:`medusa_mtl.data.generic`; ``dataset`` is the YAML's
+path, or ``None`` with a ``root`` that holds one).
 
 :func:`check_dataset` never stops at the first problem: it reports missing folders and split files, ids that
 appear in a split without their files, overlapping or duplicated ids, unreadable or truncated images, label
-sizes that do not fit the image, values out of range and NaN/inf, each as a :class:`Problem`.
-:func:`run_check` prints a summary and returns an exit code for the CLI.
+sizes that do not fit the image, values out of range and NaN/inf, each as a :class:`Problem`. For a generic
+dataset it also reports a ``dataset.yaml`` that cannot be used (the problem names the file and the field; the
+files are then not checked, as the declaration says what they should be), several files for one id, labels
+outside the declared classes and PNGs of another bit depth than declared. Files that belong to no id of a
+split are not a problem. :func:`run_check` prints a summary and returns an exit code for the CLI.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import formats
+from . import formats, generic
 from .formats import DataFormatError
 
 
@@ -29,6 +36,7 @@ class Problem:
         split: the split it was found in, if any.
         sample_id: the sample concerned, if any.
         task: the task concerned, if any (``"image"`` for the image).
+        field: the ``dataset.yaml`` field concerned, if any (e.g. ``"tasks.lanes.kind"``).
     """
 
     path: str
@@ -36,6 +44,7 @@ class Problem:
     split: str | None = None
     sample_id: str | None = None
     task: str | None = None
+    field: str | None = None
 
     def __str__(self) -> str:
         where = " ".join(
@@ -62,6 +71,10 @@ class CheckReport:
     """split -> task -> number of samples whose task files were read without a problem."""
     checked: dict[str, int] = field(default_factory=dict)
     """split -> number of samples checked (may be less than the split size with ``max_samples``)."""
+    files_checked: bool = True
+    """False when the check stopped before the files (a ``dataset.yaml`` that cannot be used)."""
+    kinds: dict[str, str] = field(default_factory=dict)
+    """task -> label kind, for a generic dataset (empty for NYUD / PASCAL)."""
 
 
 _DIRS = {
@@ -83,8 +96,25 @@ def _dataset_key(dataset: str) -> str:
     if key is None:
         key = {"pascal_context": "pascal", "pascalcontext": "pascal", "nyudv2": "nyud"}.get(dataset.lower())
     if key is None:
-        raise ValueError(f"unknown dataset {dataset!r}; valid datasets: ['nyud', 'pascal']")
+        raise ValueError(f"unknown dataset {dataset!r}; valid datasets: ['nyud', 'pascal'] "
+                         f"or the path of a {generic.SPEC_FILE}")
     return key
+
+
+def _builtin_key(dataset: str | os.PathLike[str] | None) -> str | None:
+    """``"nyud"`` / ``"pascal"`` for a built-in dataset name, ``None`` for a ``dataset.yaml`` (path, folder, or
+    ``dataset=None``); an unknown plain name is an error."""
+    if dataset is None or isinstance(dataset, os.PathLike):
+        return None
+    text = str(dataset)
+    try:
+        return _dataset_key(text)
+    except ValueError:
+        # a name that looks like a path is a generic dataset even when the file is missing: that is then
+        # reported as a problem of the file, like any other unusable dataset.yaml
+        if text.endswith((".yaml", ".yml")) or os.sep in text or generic.find_spec_file(text) is not None:
+            return None
+        raise
 
 
 def _problem(e: DataFormatError, split: str, sample_id: str, task: str) -> Problem:
@@ -166,14 +196,145 @@ def _read_task_with_image(ds: str, root: Path, sample_id: str, task: str, hw: tu
         formats.fit_normals(formats.read_pascal_normals(p["normals"], lm), hw, p["normals"])
 
 
+# ----------------------------------------------------------------------------------------------------------
+# generic datasets (dataset.yaml)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _spec_problem(e: generic.DatasetSpecError) -> Problem:
+    text = str(e)
+    prefix = f"{e.path}: "
+    return Problem(e.path or "dataset.yaml", text[len(prefix):] if text.startswith(prefix) else text,
+                   field=e.field)
+
+
+def _check_generic(
+    root: str | os.PathLike[str] | None,
+    dataset: str | os.PathLike[str] | None,
+    tasks: Sequence[str] | None,
+    max_samples: int | None,
+) -> CheckReport:
+    if dataset is None and root is None:
+        raise ValueError(f"give the dataset folder or its {generic.SPEC_FILE}")
+    where = Path(dataset if dataset is not None else root)  # type: ignore[arg-type]
+    folder = where.parent if where.suffix in (".yaml", ".yml") else where
+    report = CheckReport(str(root if root is not None else folder), str(where))
+    try:
+        spec = generic.load_spec(where)
+    except generic.DatasetSpecError as e:
+        # nothing else can be checked: the declaration says which folders and values the files should have
+        report.problems.append(_spec_problem(e))
+        report.files_checked = False
+        return report
+    if root is not None:
+        spec = spec.with_root(root)
+    assert spec.root is not None
+    report.root, report.dataset = str(spec.root), spec.name
+    try:
+        # a task name clashing with a built-in task or another dataset's task of another kind would stop
+        # training; the files can still be checked against the declaration
+        generic.declare_spec_tasks(spec)
+    except generic.DatasetSpecError as e:
+        report.problems.append(_spec_problem(e))
+
+    names = list(spec.task_names if tasks is None else tasks)
+    unknown = [t for t in names if t not in spec.task_names]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} for {spec.name}; valid tasks: {list(spec.task_names)}")
+    report.kinds = {t: spec.task(t).kind for t in names}
+    if not spec.root.is_dir():
+        report.problems.append(Problem(str(spec.root), "dataset root folder does not exist"))
+        return report
+
+    # one problem per missing folder, not one per id: the ids' files are then skipped
+    images: generic.FileIndex | None = None
+    try:
+        images = generic.FileIndex(spec.image_dir(), generic.IMAGE_SUFFIXES, "images")
+    except DataFormatError as e:
+        report.problems.append(Problem(e.path, e.reason, task="image"))
+    labels: dict[str, generic.FileIndex] = {}
+    for t in names:
+        ts = spec.task(t)
+        try:
+            labels[t] = generic.FileIndex(spec.task_dir(t), generic.LABEL_SUFFIXES,
+                                          f"labels of the {ts.kind} task {t!r}")
+        except DataFormatError as e:
+            report.problems.append(Problem(e.path, e.reason, task=t))
+
+    split_ids: dict[str, list[str]] = {}
+    for split in spec.splits:
+        try:
+            split_ids[split] = generic.read_ids(spec, split)
+        except DataFormatError as e:
+            report.problems.append(Problem(e.path, e.reason, split))
+            continue
+        if not split_ids[split]:
+            report.problems.append(Problem(str(spec.split_path(split)), "split file lists no id", split))
+        report.split_counts[split] = len(split_ids[split])
+    if "train" in split_ids and "val" in split_ids:
+        both = sorted(set(split_ids["train"]) & set(split_ids["val"]))
+        if both:
+            report.problems.append(
+                Problem(str(spec.root), f"ids in both train and val: {both[:10]} ({len(both)} in all)")
+            )
+
+    for split, ids in split_ids.items():
+        report.coverage[split] = dict.fromkeys(names, 0)
+        todo = ids if max_samples is None else ids[:max_samples]
+        report.checked[split] = len(todo)
+        for sample_id in todo:
+            _check_generic_sample(spec, images, labels, split, sample_id, names, report)
+    return report
+
+
+def _check_generic_sample(
+    spec: generic.DatasetSpec,
+    images: generic.FileIndex | None,
+    labels: dict[str, generic.FileIndex],
+    split: str,
+    sample_id: str,
+    tasks: Sequence[str],
+    report: CheckReport,
+) -> None:
+    hw: tuple[int, int] | None = None
+    if images is not None:
+        try:
+            image = formats.read_image(images.get(sample_id))
+            hw = (int(image.shape[0]), int(image.shape[1]))
+        except DataFormatError as e:
+            report.problems.append(_problem(e, split, sample_id, "image"))
+    for t in tasks:
+        if t not in labels:
+            continue
+        try:
+            path = labels[t].get(sample_id)
+        except DataFormatError as e:
+            report.problems.append(_problem(e, split, sample_id, t))
+            continue
+        try:
+            # without the image (missing or unreadable) the label is still validated on its own
+            generic.read_label(path, spec.task(t), hw)
+        except DataFormatError as e:
+            report.problems.append(_problem(e, split, sample_id, t))
+        except (OSError, ValueError) as e:  # a file no reader anticipated: still one problem, not a crash
+            report.problems.append(Problem(str(path), f"unreadable label: {e}", split, sample_id, t))
+        else:
+            report.coverage[split][t] += 1
+
+
 def check_dataset_report(
-    root: str | os.PathLike[str],
-    dataset: str,
+    root: str | os.PathLike[str] | None,
+    dataset: str | os.PathLike[str] | None = None,
     tasks: Sequence[str] | None = None,
     max_samples: int | None = None,
 ) -> CheckReport:
     """Validate a dataset folder; see :func:`check_dataset`. Also returns per-split counts and coverage."""
-    ds = _dataset_key(dataset)
+    key = _builtin_key(dataset)
+    if key is None:
+        return _check_generic(root, dataset, tasks, max_samples)
+    if root is None:
+        raise ValueError(f"--root: give the {key} dataset folder")
+    ds = key
     root = Path(root)
     all_tasks = formats.NYUD_TASKS if ds == "nyud" else formats.PASCAL_TASKS
     tasks = list(all_tasks if tasks is None else tasks)
@@ -222,19 +383,24 @@ def check_dataset_report(
     return report
 
 
-def check_dataset(root: str | os.PathLike[str], dataset: str) -> list[Problem]:
-    """Validate a whole NYUD_MT (``dataset="nyud"``) or PASCAL_MT (``"pascal"``) folder.
+def check_dataset(
+    root: str | os.PathLike[str] | None, dataset: str | os.PathLike[str] | None = None
+) -> list[Problem]:
+    """Validate a whole NYUD_MT (``dataset="nyud"``) or PASCAL_MT (``"pascal"``) folder, or a generic dataset
+    (``dataset`` = its ``dataset.yaml`` or the folder holding it; or ``dataset=None`` and ``root`` holding one;
+    ``root`` may be ``None`` then: the YAML's folder).
 
     Returns every problem found (empty list = the folder is fine): missing folders or split files, ids in a
     split without their files, unreadable or truncated images and labels, label sizes that cannot be fitted to
-    the image, values out of range, NaN/inf.
+    the image, values out of range, NaN/inf; for a generic dataset also an unusable ``dataset.yaml`` (with its
+    field), several files for one id, values outside the declared classes and PNGs of the wrong bit depth.
     """
     return check_dataset_report(root, dataset).problems
 
 
 def run_check(
-    root: str | os.PathLike[str],
-    dataset: str,
+    root: str | os.PathLike[str] | None,
+    dataset: str | os.PathLike[str] | None = None,
     tasks: Sequence[str] | None = None,
     max_samples: int | None = None,
     print_fn: Callable[[str], None] = print,
@@ -245,7 +411,9 @@ def run_check(
     """
     report = check_dataset_report(root, dataset, tasks, max_samples)
     print_fn(f"dataset {report.dataset} at {report.root}")
-    for split in formats.SPLITS:
+    if report.kinds:
+        print_fn("  tasks: " + ", ".join(f"{t} ({k})" for t, k in report.kinds.items()))
+    for split in formats.SPLITS if report.files_checked else ():
         if split not in report.split_counts:
             print_fn(f"  {split}: no split file")
             continue
@@ -266,13 +434,23 @@ def run_check(
 
 def add_check_arguments(parser: Any) -> None:
     """Options of ``medusa data check``."""
-    parser.add_argument("--root", required=True, help="dataset folder (NYUD_MT or PASCAL_MT layout)")
-    parser.add_argument("--dataset", required=True, choices=["nyud", "pascal"], help="which layout")
+    parser.add_argument("--root", default=None,
+                        help="dataset folder (NYUD_MT or PASCAL_MT layout, or a folder holding a dataset.yaml; "
+                             "default for a dataset.yaml: its folder)")
+    parser.add_argument("--dataset", default=None,
+                        help="nyud, pascal or the path of a dataset.yaml "
+                             "(default: the dataset.yaml in --root)")
     parser.add_argument("--tasks", default=None, help="comma-separated tasks to check (default: all)")
     parser.add_argument("--max-samples", type=int, default=None, help="check only the first N ids per split")
 
 
 def run_check_cli(args: Any) -> int:
     """``medusa data check``: exit code 0 when the folder is valid, 1 when problems were found."""
+    if args.root is None and args.dataset is None:
+        raise ValueError(f"give --root (a NYUD_MT / PASCAL_MT folder with --dataset nyud|pascal, or a folder "
+                         f"holding a {generic.SPEC_FILE}) or --dataset PATH/{generic.SPEC_FILE}")
+    if args.dataset is None and generic.find_spec_file(args.root) is None:
+        raise ValueError(f"--root {args.root}: no {generic.SPEC_FILE} there; pass --dataset nyud|pascal "
+                         f"(or the path of a {generic.SPEC_FILE})")
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
     return run_check(args.root, args.dataset, tasks=tasks, max_samples=args.max_samples)

@@ -315,6 +315,16 @@ def get_dataset_info(name: str | os.PathLike[str]) -> DatasetInfo:
                      f"or the path of a {generic.SPEC_FILE}")
 
 
+def forget_declared(name: str | None = None) -> None:
+    """Forget a declared dataset (``None``: every one): its registry entry and its tasks. The built-in datasets
+    stay. For long-lived processes (notebooks, test suites) that load many ``dataset.yaml`` files."""
+    names = [n for n, info in DATASETS.items() if info.spec is not None and (name is None or n == name)]
+    for n in names:
+        del DATASETS[n]
+        _ALIASES.pop(n, None)
+        generic.forget_spec_tasks(n)
+
+
 def register_declaration(decl: Mapping[str, Any]) -> DatasetInfo:
     """Register a declaration stored by :meth:`~medusa_mtl.data.generic.DatasetSpec.to_dict` (a checkpoint's)."""
     return register_spec(generic.spec_from_dict(dict(decl)))

@@ -388,11 +388,18 @@ def load_spec(path: str | os.PathLike[str]) -> DatasetSpec:
 _REGISTERED: dict[str, dict[str, Any]] = {}
 
 
+def forget_spec_tasks(name: str) -> None:
+    """Undo :func:`declare_spec_tasks` for the dataset called ``name``."""
+    task_registry.forget_dataset(name)
+    _REGISTERED.pop(name, None)
+
+
 def declare_spec_tasks(spec: DatasetSpec) -> DatasetSpec:
     """Declare ``spec``'s dataset and tasks in :mod:`medusa_mtl.tasks` (replacing an earlier declaration of the
     same name). :func:`medusa_mtl.data.datasets.register_spec` also makes the dataset loadable."""
     decl = spec.to_dict()
-    if _REGISTERED.get(spec.name) != decl:
+    # declared already with the same content (a checkpoint of this dataset loaded twice): keep the tasks
+    if _REGISTERED.get(spec.name) != decl or not task_registry.is_declared_dataset(spec.name):
         task_registry.forget_dataset(spec.name)
         task_registry.declare_dataset(spec.name)
         try:

@@ -5,7 +5,11 @@ Samples are read through the project's loaders (:class:`medusa_mtl.data.datasets
 training sees before augmentation: NYUD semseg is already shifted (file value k -> k-1, 0 -> 255 ignore),
 PASCAL human parts are grouped into 6 parts, PASCAL edges are derived from the Context LabelMap and PASCAL
 normals are masked to valid Context classes. Ignored pixels of class maps are cream (the VOC void colour),
-invalid depth / normals dark grey, ignored edge / saliency pixels mid grey.
+invalid depth / normals / regression values dark grey, ignored edge / saliency pixels mid grey.
+
+A generic dataset (a ``dataset.yaml``, :mod:`medusa_mtl.data.generic`) is read through
+:class:`~medusa_mtl.data.datasets.GenericDataset` the same way; each declared task is a column titled
+``name (kind)`` and drawn by its label kind, class maps in the declared class colours when there are any.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats
+from . import formats, generic
 
 TASK_TITLES = {
     "image": "image",
@@ -32,6 +36,9 @@ _TASK_ORDER = ("semseg", "human_parts", "depth", "normals", "edge", "sal")
 IGNORE_COLOR = np.array([224, 224, 192], dtype=np.uint8)
 """Colour of ignored (255) pixels of class maps (the VOC void colour)."""
 INVALID_COLOR = np.array([40, 40, 40], dtype=np.uint8)
+REGRESSION_CMAP = "viridis"
+_NYUD_NAMES = ("nyud", "nyudv2", "nyud_mt", "synthetic_nyud")
+_BUILTIN_NAMES = (*_NYUD_NAMES, "pascal", "pascal_context", "pascalcontext", "pascal_mt", "synthetic_pascal")
 
 
 def label_palette(n: int = 256) -> np.ndarray:
@@ -48,9 +55,12 @@ def label_palette(n: int = 256) -> np.ndarray:
     return pal
 
 
-def colorize_labels(label: np.ndarray, offset: int = 0, ignore: int = formats.IGNORE_INDEX) -> np.ndarray:
-    """Class map -> RGB with :func:`label_palette` (``offset`` shifts the palette index); ignore is cream."""
-    pal = label_palette()
+def colorize_labels(
+    label: np.ndarray, offset: int = 0, ignore: int = formats.IGNORE_INDEX, palette: np.ndarray | None = None
+) -> np.ndarray:
+    """Class map -> RGB with ``palette`` (256 x 3, default :func:`label_palette`; ``offset`` shifts the
+    palette index); ignore is cream."""
+    pal = label_palette() if palette is None else palette
     lab = label.astype(np.int64)
     rgb = pal[np.clip(lab + offset, 0, 255)]
     rgb[lab == ignore] = IGNORE_COLOR
@@ -87,18 +97,76 @@ def colorize_binary(x: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def colorize_regression(value: np.ndarray, cmap: str = REGRESSION_CMAP) -> np.ndarray:
+    """First channel of an H x W (x C) map -> RGB with ``cmap`` over its finite range; NaN/inf dark grey."""
+    from matplotlib import colormaps
+
+    x = np.asarray(value, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[..., 0]
+    valid = np.isfinite(x)
+    rgb = np.empty((*x.shape, 3), dtype=np.uint8)
+    rgb[:] = INVALID_COLOR
+    if valid.any():
+        lo, hi = float(x[valid].min()), float(x[valid].max())
+        t = np.where(valid, (x - lo) / max(hi - lo, 1e-6), 0.0)
+        col = (colormaps[cmap](np.clip(t, 0, 1))[..., :3] * 255).astype(np.uint8)
+        rgb[valid] = col[valid]
+    return rgb
+
+
+def _task_spec(task: str, dataset: str) -> generic.TaskSpec | None:
+    """The ``dataset.yaml`` declaration of ``task`` (``None`` for the built-in datasets and unknown ones)."""
+    if str(dataset).lower() in _BUILTIN_NAMES:
+        return None  # avoids importing the torch datasets for the built-in ones
+    try:
+        from .datasets import get_dataset_info
+
+        spec = get_dataset_info(dataset).spec
+        return None if spec is None or task not in spec.task_names else spec.task(task)
+    except (ImportError, ValueError, FileNotFoundError):
+        return None
+
+
+def _segmentation_palette(ts: generic.TaskSpec | None) -> np.ndarray | None:
+    if ts is None or not ts.colors:
+        return None
+    pal = label_palette().copy()
+    pal[: len(ts.colors)] = np.asarray(ts.colors, dtype=np.uint8)
+    return pal
+
+
+def label_kind(task: str, value: np.ndarray | None = None) -> str:
+    """The label kind of ``task`` (:data:`medusa_mtl.tasks.LABEL_KINDS`); an unregistered task is guessed
+    from the value's shape (2-D: binary, else regression) so a picture is drawn all the same."""
+    from ..tasks import get_task
+
+    try:
+        return get_task(task).label_kind
+    except ValueError:
+        return "binary" if value is None or np.ndim(value) == 2 else "regression"
+
+
 def colorize(task: str, value: np.ndarray, dataset: str) -> np.ndarray:
-    """RGB picture (H, W, 3) uint8 of one task's label (as the loaders return it)."""
+    """RGB picture (H, W, 3) uint8 of one task's label (as the loaders return it), drawn by its label kind.
+
+    ``dataset`` is a registered dataset name or a ``dataset.yaml`` path: it decides the NYUD class offset of
+    the built-in ``semseg`` and gives the declared class colours of a generic segmentation task.
+    """
     if task == "image":
         return value
-    if task == "semseg":
-        return colorize_labels(value, offset=1 if dataset == "nyud" else 0)
-    if task == "human_parts":
-        return colorize_labels(value)
-    if task == "depth":
+    kind = label_kind(task, value)
+    if kind == "segmentation":
+        ts = _task_spec(task, dataset)
+        # NYUD class k is stored as k-1 after loading (file 0 = ignore): the offset keeps the file's colours
+        offset = 1 if task == "semseg" and ts is None and str(dataset).lower() in _NYUD_NAMES else 0
+        return colorize_labels(value, offset=offset, palette=_segmentation_palette(ts))
+    if kind == "depth":
         return colorize_depth(value)
-    if task == "normals":
+    if kind == "normals":
         return colorize_normals(value)
+    if kind == "regression":
+        return colorize_regression(value)
     return colorize_binary(value)
 
 
@@ -109,8 +177,12 @@ def _read_samples(
         from .datasets import get_dataset_info
 
         info = get_dataset_info(dataset)
-        tasks = tuple(t for t in _TASK_ORDER if t in info.tasks)
-        ds = info.cls(root, split=split, tasks=list(tasks), transform=None)
+        if info.spec is not None:  # a dataset.yaml: every declared task, in the declared order
+            tasks = info.spec.task_names
+            ds = info.cls(root, split=split, tasks=list(tasks), transform=None, spec=info.spec)  # type: ignore[call-arg]
+        else:
+            tasks = tuple(t for t in _TASK_ORDER if t in info.tasks)
+            ds = info.cls(root, split=split, tasks=list(tasks), transform=None)
         ids = list(ds.ids)
         picks = _pick(len(ids), num)
         return [ids[i] for i in picks], [ds.read_numpy(i) for i in picks], tasks
@@ -131,8 +203,8 @@ def _pick(n: int, num: int) -> list[int]:
 
 
 def contact_sheet(
-    root: str | os.PathLike[str],
-    dataset: str,
+    root: str | os.PathLike[str] | None,
+    dataset: str | os.PathLike[str],
     out: str | os.PathLike[str],
     num: int = 6,
     split: str = "train",
@@ -141,8 +213,10 @@ def contact_sheet(
     """Write a contact sheet PNG: one row per sample (image + every label), column titles on top.
 
     Args:
-        root: dataset folder (NYUD_MT or PASCAL_MT layout).
-        dataset: ``"nyud"`` or ``"pascal"``.
+        root: dataset folder (NYUD_MT or PASCAL_MT layout, or a generic dataset's folder); ``None`` for a
+            ``dataset.yaml``: its folder.
+        dataset: ``"nyud"``, ``"pascal"``, a ``dataset.yaml`` path (or a folder holding one) or the name of a
+            registered generic dataset.
         out: output PNG path.
         num: number of samples (evenly spread over the split).
         split: ``"train"`` or ``"val"``.
@@ -157,11 +231,9 @@ def contact_sheet(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if dataset not in ("nyud", "pascal"):
-        raise ValueError(f"--dataset: unknown dataset {dataset!r}; expected 'nyud' or 'pascal'")
     if num < 1:
         raise ValueError(f"--num: expected at least 1 sample, got {num}")
-    root = Path(root)
+    dataset, root, titles = _resolve(dataset, root)
     ids, samples, all_tasks = _read_samples(root, dataset, split, num)
     if not samples:
         raise ValueError(f"{root}: split {split!r} of {dataset} has no sample to show")
@@ -183,7 +255,7 @@ def contact_sheet(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(TASK_TITLES.get(task, task), fontsize=9)
+                ax.set_title(titles.get(task, task), fontsize=9)
             if c == 0:
                 ax.set_ylabel(sid, fontsize=7)
     fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
@@ -193,18 +265,55 @@ def contact_sheet(
     return out
 
 
+def _resolve(
+    dataset: str | os.PathLike[str], root: str | os.PathLike[str] | None
+) -> tuple[str, Path, dict[str, str]]:
+    """(registered dataset name, dataset folder, column titles) of a built-in name or a ``dataset.yaml``."""
+    if str(dataset) in ("nyud", "pascal"):
+        if root is None:
+            raise ValueError(f"--root: give the {dataset} dataset folder")
+        return str(dataset), Path(root), dict(TASK_TITLES)
+    try:
+        from .datasets import get_dataset_info
+
+        info = get_dataset_info(dataset)
+    except ValueError as e:
+        if isinstance(e, generic.DatasetSpecError):
+            raise
+        raise ValueError(f"--dataset: unknown dataset {str(dataset)!r}; expected 'nyud', 'pascal' or the path "
+                         f"of a {generic.SPEC_FILE}") from None
+    if info.spec is None:
+        if root is None:
+            raise ValueError(f"--root: give the {info.name} dataset folder")
+        return info.name, Path(root), dict(TASK_TITLES)
+    folder = Path(root) if root is not None else info.spec.root
+    if folder is None:
+        raise ValueError(f"dataset {info.name!r}: give the dataset folder (--root)")
+    titles = {"image": "image", **{t.name: f"{t.name} ({t.kind})" for t in info.spec.tasks}}
+    return info.name, folder, titles
+
+
 def _detect(root: Path) -> str:
+    spec_file = generic.find_spec_file(root)
+    if spec_file is not None:
+        return str(spec_file)
     for ds, names in (("nyud", ("gt_sets", "images")), ("pascal", ("ImageSets", "JPEGImages"))):
         if all((root / n).exists() for n in names):
             return ds
-    raise ValueError(f"--root {root}: cannot tell whether it is a NYUD_MT or PASCAL_MT folder; pass --dataset")
+    raise ValueError(f"--root {root}: cannot tell whether it is a NYUD_MT or PASCAL_MT folder and it holds no "
+                     f"{generic.SPEC_FILE}; pass --dataset")
 
 
 def add_show_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa data show``."""
-    parser.add_argument("--root", required=True, type=Path, help="dataset folder (NYUD_MT or PASCAL_MT layout)")
     parser.add_argument(
-        "--dataset", choices=("nyud", "pascal"), default=None, help="dataset layout (default: detected from the folder)"
+        "--root", default=None, type=Path,
+        help="dataset folder (NYUD_MT or PASCAL_MT layout, or a folder holding a dataset.yaml; "
+             "default for a dataset.yaml: its folder)",
+    )
+    parser.add_argument(
+        "--dataset", default=None,
+        help="nyud, pascal or the path of a dataset.yaml (default: detected from the folder)",
     )
     parser.add_argument("--out", type=Path, default=Path("sheet.png"), help="output PNG (default sheet.png)")
     parser.add_argument("--num", type=int, default=6, help="number of samples (default 6)")
@@ -214,10 +323,13 @@ def add_show_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     """Run ``medusa data show``. Returns the exit code."""
-    root = Path(args.root)
-    if not root.is_dir():
+    if args.root is None and args.dataset is None:
+        raise ValueError(f"give --root (a dataset folder) or --dataset PATH/{generic.SPEC_FILE}")
+    root = None if args.root is None else Path(args.root)
+    if root is not None and not root.is_dir():
         raise FileNotFoundError(f"--root {root}: folder does not exist")
-    dataset = args.dataset or _detect(root)
+    dataset = args.dataset or _detect(root)  # type: ignore[arg-type]
+    name = _resolve(dataset, root)[0]
     out = contact_sheet(root, dataset, args.out, num=args.num, split=args.split, tasks=args.tasks)
-    print(f"wrote contact sheet of {args.num} {dataset} {args.split} samples to {out}")
+    print(f"wrote contact sheet of {args.num} {name} {args.split} samples to {out}")
     return 0

@@ -68,7 +68,8 @@ def load_single_task_results(path: str | Path) -> dict[str, dict[str, float]]:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa evaluate``."""
     parser.add_argument("--ckpt", required=True, help="checkpoint to evaluate")
-    parser.add_argument("--data", required=True, help="dataset folder (NYUD_MT / PASCAL_MT layout)")
+    parser.add_argument("--data", required=True,
+                        help="dataset folder (NYUD_MT / PASCAL_MT layout), or a dataset.yaml / its folder")
     parser.add_argument("--dataset", default=None, help="nyud or pascal (default: the checkpoint's)")
     parser.add_argument("--split", default="test", choices=["test", "heldout"],
                         help="test = the official val split; heldout = the validation split carved from train")
@@ -104,8 +105,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         options.setdefault("sal", {})["beta2"] = args.sal_beta2
     module.hparams["metric_options"] = options
     dataset = args.dataset or module.eval_dataset
+    root = Path(args.data)
+    if root.suffix in (".yaml", ".yml"):  # a dataset.yaml: the tasks' declaration is the checkpoint's own
+        root = root.parent
     data = MultiTaskDataModule(
-        dataset=dataset, root=args.data, tasks=module.main_tasks, size=parse_network_size(args.size),
+        dataset=dataset, root=str(root), tasks=module.main_tasks, size=parse_network_size(args.size),
         batch_size=args.batch_size, num_workers=args.num_workers, max_eval=args.max_samples,
     )
     data.setup("test")

@@ -29,6 +29,7 @@ def ufl_module_from_checkpoint(
 
     The source may itself be a UFL checkpoint: the result predicts the source's tasks (all of them, unchanged)
     and the new ones."""
+    from ..data.datasets import register_declaration, resolve_dataset
     from .checkpoints import load_checkpoint
     from .training import MultiTaskModule, ufl_steps
 
@@ -36,8 +37,11 @@ def ufl_module_from_checkpoint(
     hp = dict(ckpt.get("hyper_parameters") or {})
     hp.pop("pretrained_file", None)
     hp.update(overrides)
+    for decl in hp.get("dataset_specs") or []:  # the source's own declared tasks (a generic dataset, a UFL chain)
+        register_declaration(decl)
     # a UFL checkpoint as the source: one more step of the chain (every earlier head stays frozen)
-    hp["ufl"] = ufl_steps(hp.get("ufl")) + [{"new_tasks": parse_tasks(new_tasks, dataset), "dataset": dataset}]
+    name = resolve_dataset(dataset)  # a dataset.yaml path: its tasks are declared (and stored in the module)
+    hp["ufl"] = ufl_steps(hp.get("ufl")) + [{"new_tasks": parse_tasks(new_tasks, name), "dataset": dataset}]
     module = MultiTaskModule(**hp)
     prefix = "net."
     source_state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
@@ -50,8 +54,11 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa ufl``."""
     parser.add_argument("--source-ckpt", required=True, help="checkpoint of the source (e.g. NYUD) model")
     parser.add_argument("--tasks", required=True, help="new tasks, comma-separated (e.g. human_parts,sal)")
-    parser.add_argument("--dataset", default="pascal", help="dataset of the new tasks (default: pascal)")
-    parser.add_argument("--root", required=True, help="folder of the new tasks' dataset (PASCAL_MT layout)")
+    parser.add_argument("--dataset", "--data", dest="dataset", default="pascal",
+                        help="dataset of the new tasks: pascal, nyud, or the path of a dataset.yaml (default: pascal)")
+    parser.add_argument("--root", default=None,
+                        help="folder of the new tasks' dataset (default: the dataset.yaml's folder; "
+                             "data/synthetic/PASCAL_MT for pascal)")
     parser.add_argument("--config", default=None, help="YAML with optional 'data:' and 'trainer:' sections")
     parser.add_argument("--size", default=None, help="network input HxW (multiples of 32)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: config or 60)")
@@ -85,6 +92,8 @@ def run_ufl(args: argparse.Namespace) -> int:
     overrides = {"lr": args.lr} if args.lr is not None else {}
     module = ufl_module_from_checkpoint(args.source_ckpt, args.tasks, args.dataset, **overrides)
     data_cfg.update(dataset=args.dataset, root=args.root)
+    if args.root is None:
+        data_cfg.pop("root")
     if args.size:
         data_cfg["size"] = parse_network_size(args.size)
     if args.batch_size:
@@ -103,7 +112,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     report = {
         "source_ckpt": str(args.source_ckpt),
         "tasks": module.main_tasks,
-        "dataset": args.dataset,
+        "dataset": module.eval_dataset,
         "metrics": results,
         "delta_m": delta_m(results, single, module.main_tasks) if single else None,
         "wall_time_s": round(time.time() - start, 1),

@@ -228,9 +228,9 @@ def _num_classes(task_name: str, dataset: str | Mapping[str, str | None] | None)
 
 
 def _tile_title(task_name: str, pred: np.ndarray) -> str:
-    if task_name.split(":")[-1] == "depth":
+    if vis.label_kind(task_name.split(":")[-1]) == "depth":
         rng = vis.depth_range(pred)
-        return "depth" + (f" [{rng[0]:.2f}, {rng[1]:.2f}]" if rng else " (no valid pixel)")
+        return task_name + (f" [{rng[0]:.2f}, {rng[1]:.2f}]" if rng else " (no valid pixel)")
     return task_name
 
 
@@ -287,7 +287,9 @@ def save_raw_outputs(predictions: Mapping[str, np.ndarray], out_dir: str | os.Pa
     - ``depth``: ``depth_mm.png`` (uint16 millimetres, rounded, clipped to 65535; 0 = no depth) and
       ``depth_m.npy`` (float32 metres, exact);
     - ``normals``: ``normals.npy`` (float32 ``H x W x 3`` unit vectors, camera frame);
-    - probability tasks (``edge``, ``sal``): ``<task>_prob.png``, uint16 = round(p * 65535).
+    - probability tasks (``edge``, ``sal``, declared ``binary``): ``<task>_prob.png``, uint16 = round(p * 65535);
+    - declared ``regression`` tasks: ``<task>.npy`` (float32 ``H x W`` or ``H x W x C``).
+    Declared tasks follow their kind (a ``depth`` task of any name is written like ``depth``).
     """
     from PIL import Image
 
@@ -296,19 +298,20 @@ def save_raw_outputs(predictions: Mapping[str, np.ndarray], out_dir: str | os.Pa
     written: dict[str, Path] = {}
     for t, pred in predictions.items():
         name, stem = t.split(":")[-1], t.replace(":", "_")  # "<dataset>:<task>" keys of a UFL chain
-        kind = get_task(name).kind
+        task = get_task(name)
+        kind = task.kind
         if kind == "classes":
             if pred.max(initial=0) > 255 or pred.min(initial=0) < 0:
                 raise ValueError(f"{t}: class ids outside 0..255 cannot be written as a uint8 PNG")
             written[f"{stem}_index"] = out_dir / f"{stem}_index.png"
             Image.fromarray(pred.astype(np.uint8), mode="L").save(written[f"{stem}_index"])
-        elif name == "depth":
+        elif task.label_kind == "depth":
             mm = np.clip(np.rint(pred.astype(np.float64) * 1000.0), 0, 65535).astype(np.uint16)
             written[f"{stem}_mm"] = out_dir / f"{stem}_mm.png"
             Image.fromarray(mm).save(written[f"{stem}_mm"])
             written[f"{stem}_m"] = out_dir / f"{stem}_m.npy"
             np.save(written[f"{stem}_m"], pred.astype(np.float32))
-        elif pred.ndim == 3:
+        elif pred.ndim == 3 or task.label_kind == "regression":
             written[stem] = out_dir / f"{stem}.npy"
             np.save(written[stem], pred.astype(np.float32))
         else:

@@ -72,11 +72,49 @@ def label_palette(num_classes: int = 256) -> np.ndarray:
     return pal
 
 
+def declared_colors(task: str) -> np.ndarray | None:
+    """The class colours a ``dataset.yaml`` declares for ``task`` (``num_classes x 3`` uint8), if any."""
+    from ..data.datasets import DATASETS
+
+    for info in DATASETS.values():
+        if info.spec is not None and task in info.spec.task_names and info.spec.task(task).colors:
+            return np.array(info.spec.task(task).colors, dtype=np.uint8)
+    return None
+
+
 def palette_for(task: str, num_classes: int) -> np.ndarray:
-    """The palette of a class task: :data:`PARTS_PALETTE` for ``human_parts``, :func:`label_palette` else."""
+    """The palette of a class task: :data:`PARTS_PALETTE` for ``human_parts``, a declared task's own class
+    colours, :func:`label_palette` else."""
     if task == "human_parts" and num_classes <= len(PARTS_PALETTE):
         return PARTS_PALETTE[:num_classes].copy()
+    colors = declared_colors(task)
+    if colors is not None and len(colors) >= num_classes:
+        return colors[:num_classes].copy()
     return label_palette(num_classes)
+
+
+def label_kind(task: str) -> str | None:
+    """The registered task's label kind (``segmentation``, ``depth``, ...), ``None`` for an unknown name."""
+    from ..tasks import TASKS
+
+    return TASKS[task].label_kind if task in TASKS else None
+
+
+def colorize_regression(values: np.ndarray) -> np.ndarray:
+    """A regression output ``H x W`` or ``H x W x C``: its first channel through the depth colour map,
+    normalised per image over finite values (any sign); non-finite values black."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 3:
+        v = v[..., 0] if v.shape[-1] <= v.shape[0] else v[0]
+    finite = np.isfinite(v)
+    if not finite.any():
+        return np.zeros((*v.shape, 3), np.uint8)
+    lo, hi = float(v[finite].min()), float(v[finite].max())
+    norm = (v - lo) / (hi - lo) if hi > lo else np.full_like(v, 0.5)
+    rgba = matplotlib.colormaps[DEPTH_CMAP](np.clip(np.where(finite, norm, 0.0), 0.0, 1.0))
+    rgb = np.round(rgba[..., :3] * 255).astype(np.uint8)
+    rgb[~finite] = 0
+    return rgb
 
 
 def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -158,16 +196,19 @@ def colorize_prediction(task: str, pred: np.ndarray, num_classes: int | None = N
         pred: the prediction of :func:`medusa_mtl.reports.predict.predict_images` for that task.
         num_classes: palette size of a class task (default: the largest id + 1, at least 1).
     """
-    if task in CLASS_TASKS:
+    kind = label_kind(task)
+    if kind == "segmentation" or task in CLASS_TASKS:
         labels = _squeeze_2d(pred, task)
         n = num_classes if num_classes is not None else max(int(labels.max(initial=0)) + 1, 1)
         return colorize_labels(labels, palette_for(task, min(n, 256)))
-    if task == "depth":
+    if kind == "depth" or task == "depth":
         return colorize_depth(pred)
-    if task == "normals":
+    if kind == "normals" or task == "normals":
         return colorize_normals(pred)
-    if task in GREY_TASKS:
+    if kind in ("binary", "edge") or task in GREY_TASKS:
         return colorize_gray(pred)
+    if kind == "regression":
+        return colorize_regression(pred)
     # Unknown (newly registered) tasks: by shape.
     arr = np.asarray(pred)
     if arr.ndim == 3 and 3 in (arr.shape[0], arr.shape[-1]):

@@ -1,0 +1,279 @@
+"""Tasks declared in a ``dataset.yaml`` are first-class: every kind reads, transforms, trains and scores; every
+model trains on them; UFL adds them to a NYUD model (source outputs bit-identical, chains of steps); checkpoints
+rebuild the declared tasks without the dataset; ``medusa fit / ufl / evaluate / predict`` take the YAML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cli_helpers import run_cli
+from medusa_mtl import Predictor
+from medusa_mtl.data import generic
+from medusa_mtl.data.datasets import build_dataset, collate, get_dataset_info
+from medusa_mtl.engine.evaluation import load_module
+from medusa_mtl.engine.training import MultiTaskModule
+from medusa_mtl.engine.ufl import ufl_module_from_checkpoint
+from medusa_mtl.models import list_models
+from medusa_mtl.tasks import TASKS, forget_dataset, get_task
+
+H, W = 36, 44
+ALL_KINDS = """
+tasks:
+  drivable: {kind: binary}
+  lanes: {kind: segmentation, classes: [{name: bg, color: [0, 0, 0]}, {name: solid, color: [255, 255, 0]},
+                                        {name: dashed, color: [0, 255, 255]}]}
+  lanes_rgb: {kind: segmentation, folder: lanes_rgb,
+              classes: [{name: bg, color: [0, 0, 0]}, {name: solid, color: [255, 255, 0]},
+                        {name: dashed, color: [0, 255, 255]}]}
+  distance: {kind: depth, scale: 0.001}
+  surface: {kind: normals}
+  outline: {kind: edge}
+  heat: {kind: regression, channels: 2, loss: l2}
+"""
+
+
+def write_generic(root: Path, name: str, n: int = 10, seed: int = 0, tasks_yaml: str = ALL_KINDS) -> Path:
+    """A tiny generic dataset with one task of every kind (PNG 8/16-bit, palette, RGB-coded, npy)."""
+    rng = np.random.default_rng(seed)
+    for d in ("images", "drivable", "lanes", "lanes_rgb", "distance", "surface", "outline", "heat", "splits"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    ids = [f"img{i:03d}" for i in range(n)]
+    colors = np.array([[0, 0, 0], [255, 255, 0], [0, 255, 255]], np.uint8)
+    for i in ids:
+        img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+        img[:, : W // 2] //= 3  # something to learn: the dark half is "drivable", class 1
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        mask = np.zeros((H, W), np.uint8)
+        mask[:, : W // 2] = 255
+        Image.fromarray(mask).save(root / "drivable" / f"{i}.png")
+        lanes = (mask > 0).astype(np.uint8)
+        lanes[-1, :] = 2
+        lanes[0, 0] = 255  # ignore
+        pal = Image.fromarray(lanes, mode="P")
+        pal.putpalette([0] * 768)
+        pal.save(root / "lanes" / f"{i}.png")
+        Image.fromarray(colors[np.minimum(lanes, 2)]).save(root / "lanes_rgb" / f"{i}.png")
+        depth = (1000 + 2000 * (mask > 0)).astype(np.uint16)
+        depth[0, :3] = 0  # invalid
+        Image.fromarray(depth).save(root / "distance" / f"{i}.png")
+        normals = np.zeros((H, W, 3), np.uint8)
+        normals[...] = (128, 255, 128)  # facing up
+        normals[1, 1] = 0  # invalid
+        Image.fromarray(normals).save(root / "surface" / f"{i}.png")
+        edge = np.zeros((H, W), np.uint8)
+        edge[:, W // 2] = 1
+        Image.fromarray(edge).save(root / "outline" / f"{i}.png")
+        heat = rng.random((H, W, 2)).astype(np.float32)
+        heat[2, 2, 1] = np.nan
+        np.save(root / "heat" / f"{i}.npy", heat)
+    (root / "splits" / "train.txt").write_text("\n".join(ids[: n - 3]) + "\n")
+    (root / "splits" / "val.txt").write_text("\n".join(ids[n - 3 :]) + "\n")
+    (root / "dataset.yaml").write_text(f"name: {name}\nsize: [32, 32]\n{tasks_yaml}")
+    return root / "dataset.yaml"
+
+
+@pytest.fixture(scope="module")
+def roads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_generic(tmp_path_factory.mktemp("roads"), "roads_t")
+
+
+def _save(module: MultiTaskModule, path: Path) -> Path:
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+def test_every_kind_reads_transforms_and_batches(roads: Path) -> None:
+    info = get_dataset_info(str(roads))
+    assert info.name == "roads_t" and len(info.tasks) == 7
+    assert {t: get_task(t).label_kind for t in info.tasks} == {
+        "drivable": "binary", "lanes": "segmentation", "lanes_rgb": "segmentation", "distance": "depth",
+        "surface": "normals", "outline": "edge", "heat": "regression"}
+    raw = build_dataset("roads_t", roads.parent, "train", list(info.tasks), train=False).read_numpy(0)
+    assert raw["lanes"][0, 0] == 255 and raw["lanes"][1, 0] == 1 and raw["lanes"][-1, 5] == 2
+    np.testing.assert_array_equal(raw["lanes_rgb"][1:], raw["lanes"][1:])  # colour-coded = index-coded
+    assert raw["distance"][0, 0] == 0 and raw["distance"][5, 0] == pytest.approx(3.0)  # mm -> m, 0 invalid
+    assert np.all(raw["surface"][1, 1] == 0) and raw["surface"][5, 5, 1] == pytest.approx(1.0, abs=0.01)
+    assert set(np.unique(raw["drivable"])) == {0.0, 1.0} and raw["outline"].sum() == H
+    assert raw["heat"].shape == (H, W, 2) and np.isnan(raw["heat"][2, 2, 1])
+    ds = build_dataset("roads_t", roads.parent, "train", list(info.tasks), train=True, size=(32, 32))
+    batch = collate([ds[0], ds[1]])
+    shapes = {k: tuple(v.shape) for k, v in batch.items() if k != "meta"}
+    assert shapes == {"image": (2, 3, 32, 32), "drivable": (2, 1, 32, 32), "lanes": (2, 32, 32),
+                      "lanes_rgb": (2, 32, 32), "distance": (2, 1, 32, 32), "surface": (2, 3, 32, 32),
+                      "outline": (2, 1, 32, 32), "heat": (2, 2, 32, 32)}
+
+
+def test_every_kind_has_loss_metric_and_sign(roads: Path) -> None:
+    get_dataset_info(str(roads))
+    expected = {"drivable": ("mIoU", 1), "lanes": ("mIoU", 1), "distance": ("rmse", -1), "surface": ("mean", -1),
+                "outline": ("odsF", 1), "heat": ("rmse", -1)}
+    for name, (metric, sign) in expected.items():
+        task = get_task(name)
+        assert (task.dm_metric, task.sign) == (metric, sign)
+        c = task.channels("roads_t")
+        raw = torch.randn(2, c, 8, 8, requires_grad=True)
+        target = {"segmentation": torch.randint(0, c, (2, 8, 8)), "binary": (torch.rand(2, 1, 8, 8) > 0.5).float(),
+                  "edge": (torch.rand(2, 1, 8, 8) > 0.9).float(), "depth": torch.rand(2, 1, 8, 8) + 0.5,
+                  "normals": torch.nn.functional.normalize(torch.randn(2, 3, 8, 8), dim=1),
+                  "regression": torch.randn(2, c, 8, 8)}[task.label_kind]
+        loss = task.loss(raw, target)
+        loss.backward()
+        assert torch.isfinite(loss) and raw.grad is not None
+        metric = task.make_metric("roads_t")
+        metric.update(task.postprocess(raw.detach()), target)
+        assert np.isfinite(metric.compute()[metric_key := task.dm_metric]), metric_key
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_model_trains_on_declared_tasks(roads: Path, arch: str) -> None:
+    tasks = ["drivable", "lanes", "distance", "heat"] if arch != "single_task" else ["heat"]
+    module = MultiTaskModule(arch=arch, tasks=tasks, dataset=str(roads), backbone="test_efficientnet")
+    assert module.hparams["dataset"] == "roads_t" and module.hparams["dataset_specs"][0]["name"] == "roads_t"
+    ds = build_dataset("roads_t", roads.parent, "train", tasks, train=True, size=(32, 32))
+    batch = collate([ds[0], ds[1]])
+    loss, parts = module.compute_loss(module(batch["image"]), batch)
+    loss.backward()
+    assert torch.isfinite(loss) and set(tasks) <= set(parts)
+
+
+def test_ufl_adds_declared_tasks_to_a_nyud_model_and_chains(roads: Path, tmp_path: Path) -> None:
+    second = write_generic(tmp_path / "more", "more_t", seed=1, tasks_yaml="tasks:\n  heat2: {kind: regression}\n"
+                           "  drivable: {kind: binary}\n")
+    (tmp_path / "more" / "heat2").mkdir()
+    for f in (tmp_path / "more" / "heat").iterdir():
+        np.save(tmp_path / "more" / "heat2" / f.name, np.load(f)[..., 0])
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    source = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    a = _save(source.eval(), tmp_path / "a.ckpt")
+    step1 = ufl_module_from_checkpoint(a, "lanes,distance", str(roads))
+    assert step1.main_tasks == ["lanes", "distance"] and step1.eval_dataset == "roads_t"
+    b = _save(step1, tmp_path / "b.ckpt")
+    step2 = ufl_module_from_checkpoint(b, "heat2", str(second))
+    for p in step2.parameters():
+        if p.requires_grad:  # the new heads only (the backbone is shared and frozen)
+            torch.nn.init.normal_(p, std=0.1)
+    c = _save(step2, tmp_path / "c.ckpt")
+    # a fresh registry: the checkpoint alone rebuilds every declared task
+    forget_dataset("roads_t")
+    forget_dataset("more_t")
+    assert "lanes" not in TASKS and "heat2" not in TASKS
+    with torch.no_grad():
+        final = load_module(c).net.forward_all(x)
+        src = load_module(a).net(x)
+        mid = load_module(b).net.forward_all(x)
+    assert list(final) == ["semseg", "depth", "lanes", "distance", "heat2"]
+    for t in ("semseg", "depth"):
+        assert torch.equal(final[t], src[t])
+    for t in ("lanes", "distance"):
+        assert torch.equal(final[t], mid[t])
+    predictor = Predictor.from_checkpoint(c, size=(32, 32))
+    out = predictor.predict(np.zeros((H, W, 3), np.uint8))
+    assert set(out) == {"semseg", "depth", "lanes", "distance", "heat2"} and out["lanes"].shape == (H, W)
+    assert predictor.task_datasets["heat2"] == "more_t"
+
+
+def test_cli_fit_evaluate_predict_on_a_dataset_yaml(roads: Path, tmp_path: Path) -> None:
+    tasks = "drivable,lanes,distance,surface,outline,heat"
+    rc, out, err = run_cli([
+        "fit", "--data.dataset", str(roads), "--model.dataset", str(roads), "--model.tasks", tasks,
+        "--model.arch", "medusa", "--model.backbone", "test_efficientnet", "--model.edge_thresholds", "9",
+        "--data.batch_size", "2", "--data.num_workers", "0", "--data.size", "[32, 32]",
+        "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--trainer.enable_progress_bar", "false"])
+    assert rc == 0, err
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    forget_dataset("roads_t")
+    rc, out, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(roads), "--num-workers", "0",
+                            "--size", "32x32", "--out", str(tmp_path / "m.json")])
+    assert rc == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert set(metrics) == set(tasks.split(",")) and "rmse" in metrics["heat"] and "odsF" in metrics["outline"]
+    rc, out, err = run_cli(["predict", "--ckpt", str(ckpt), "--images", str(roads.parent / "images"),
+                            "--out", str(tmp_path / "pred"), "--raw"])
+    assert rc == 0, err
+    first = tmp_path / "pred" / "img000"
+    for name in ("panel.png", "lanes.png", "heat.png", "raw/lanes_index.png", "raw/distance_mm.png",
+                 "raw/heat.npy", "raw/drivable_prob.png", "raw/surface.npy"):
+        assert (first / name).is_file(), name
+    # the declared class colours are used for the picture
+    lanes_rgb = np.asarray(Image.open(first / "lanes.png"))
+    assert {tuple(c) for c in lanes_rgb.reshape(-1, 3)} <= {(0, 0, 0), (255, 255, 0), (0, 255, 255)}
+
+
+def test_ufl_cli_with_data_yaml(roads: Path, tmp_path: Path) -> None:
+    source = MultiTaskModule(arch="medusa", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    a = _save(source, tmp_path / "a.ckpt")
+    rc, out, err = run_cli(["ufl", "--source-ckpt", str(a), "--data", str(roads), "--tasks", "drivable,lanes",
+                            "--epochs", "1", "--batch-size", "2", "--size", "32x32", "--out", str(tmp_path / "u")])
+    assert rc == 0, err
+    report = json.loads((tmp_path / "u" / "ufl_metrics.json").read_text())
+    assert report["dataset"] == "roads_t" and set(report["metrics"]) == {"drivable", "lanes"}
+    module = load_module(tmp_path / "u" / "checkpoints" / "last.ckpt")
+    assert module.main_tasks == ["drivable", "lanes"]
+
+
+def test_declared_names_conflicting_with_builtin_tasks_are_refused(tmp_path: Path) -> None:
+    spec = generic.spec_from_dict({"name": "clash_t", "tasks": {"depth": {"kind": "segmentation",
+                                                                          "classes": ["a", "b"]}}})
+    from medusa_mtl.data.datasets import register_spec
+
+    with pytest.raises(generic.DatasetSpecError, match="depth.*conflicts"):
+        register_spec(spec)
+    assert get_task("depth").label_kind == "depth" and "clash_t" not in get_task("depth").out_channels
+    # the same kind under a built-in name extends it to the new dataset
+    register_spec(generic.spec_from_dict({"name": "ext_t", "tasks": {"semseg": {"kind": "segmentation",
+                                                                               "classes": ["a", "b", "c"]}}}))
+    assert get_task("semseg").channels("ext_t") == 3 and get_task("semseg").channels("nyud") == 40
+    forget_dataset("ext_t")
+    assert "ext_t" not in get_task("semseg").out_channels
+
+
+@pytest.mark.parametrize("mutation, field", [
+    (lambda t: t.replace("kind: binary", "kind: mask"), "tasks.drivable.kind"),
+    (lambda t: t.replace("heat: {kind: regression, channels: 2, loss: l2}", "heat: {kind: segmentation}"),
+     "tasks.heat.classes"),
+    (lambda t: t.replace("size: [32, 32]", "size: [30, 32]"), "size"),
+    (lambda t: t.replace("loss: l2", "loss: huber"), "tasks.heat.loss"),
+    (lambda t: t + "  extra: {kind: binary, colour: red}\n", "tasks.extra.colour"),
+])
+def test_malformed_yaml_is_one_clear_error_and_writes_nothing(tmp_path: Path, mutation, field: str) -> None:
+    yaml_path = write_generic(tmp_path / "bad", "bad_t", n=5)
+    yaml_path.write_text(mutation(yaml_path.read_text()))
+    source = MultiTaskModule(arch="mt_baseline", tasks="semseg", dataset="nyud", backbone="test_efficientnet")
+    a = _save(source, tmp_path / "a.ckpt")
+    before = a.read_bytes()
+    for argv in (["ufl", "--source-ckpt", str(a), "--data", str(yaml_path), "--tasks", "drivable",
+                  "--epochs", "1", "--out", str(tmp_path / "u")],
+                 ["fit", "--data.dataset", str(yaml_path), "--model.dataset", str(yaml_path),
+                  "--model.tasks", "drivable", "--model.backbone", "test_efficientnet",
+                  "--trainer.default_root_dir", str(tmp_path / "f")]):
+        rc, out, err = run_cli(argv)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+        assert str(yaml_path) in lines[0] and f"field {field!r}" in lines[0], lines[0]
+    assert not (tmp_path / "u").exists() and not (tmp_path / "f").exists()
+    assert a.read_bytes() == before
+
+
+def test_bad_label_files_name_the_file(tmp_path: Path) -> None:
+    yaml_path = write_generic(tmp_path / "d", "badlab_t", n=5)
+    root = yaml_path.parent
+    Image.fromarray(np.full((H, W), 7, np.uint8)).save(root / "lanes" / "img001.png")  # class 7 of 3
+    Image.fromarray(np.zeros((H + 2, W), np.uint8)).save(root / "drivable" / "img002.png")  # wrong size
+    Image.fromarray(np.zeros((H, W), np.uint16)).save(root / "outline" / "img000.png")  # 16-bit, 8 declared
+    spec = generic.load_spec(yaml_path)
+    cases = {("lanes", "img001"): r"values \[7\] are neither classes", ("drivable", "img002"): "does not match",
+             ("outline", "img000"): "16-bit PNG"}
+    for (task, sid), text in cases.items():
+        path = root / spec.task(task).folder / f"{sid}.png"
+        with pytest.raises(generic.DataFormatError, match=text) as info:
+            generic.read_label(path, spec.task(task), (H, W))
+        assert str(path) in str(info.value)
