@@ -204,7 +204,9 @@ def test_edge_perfect_prediction() -> None:
     r = _edge_scores(gt.copy(), gt)
     assert r["odsF"] == pytest.approx(100.0)
     assert r["oisF"] == pytest.approx(100.0)
-    assert r["AP"] == pytest.approx(100.0)
+    assert r["AP_area"] == pytest.approx(100.0)
+    # every threshold has recall 1: one distinct recall, for which seism's general AP is defined as 0
+    assert r["AP"] == 0.0
 
 
 def test_edge_one_pixel_shift_is_matched_far_shift_is_not() -> None:
@@ -572,3 +574,21 @@ def test_metric_options_reach_the_metrics() -> None:
     edge = module._metrics["edge"]
     assert edge.max_dist_ratio == 0.011 and edge.thresholds.size == 9
     assert module.hparams["metric_options"] == {"edge": {"max_dist_ratio": 0.011}}
+
+
+def test_edge_reference_ap_by_hand() -> None:
+    """seism's general AP: precision interpolated at recall 0, 0.01, ..., 1 within the curve's range, / 100."""
+    ap = EdgeMetric._reference_ap
+    # (R, P) = (0.8, 0.4), (0.5, 0.7), (0.2, 0.9) in increasing threshold order. Grid 0.20..0.50: 0.9 - j/150
+    # for j = 0..30 sums to 27.9 - 3.1 = 24.8; grid 0.51..0.80: 0.7 - j/100 for j = 1..30 sums to 21 - 4.65.
+    p = np.array([0.4, 0.7, 0.9])
+    r = np.array([0.8, 0.5, 0.2])
+    assert ap(p, r) == pytest.approx((24.8 + 16.35) / 100)
+    # equal recalls: the lowest threshold's point is kept (MATLAB's unique keeps the first occurrence)
+    p2 = np.array([0.4, 0.6, 0.7, 0.9])
+    r2 = np.array([0.8, 0.5, 0.5, 0.2])
+    assert ap(p2, r2) == pytest.approx(ap(np.array([0.4, 0.6, 0.9]), np.array([0.8, 0.5, 0.2])))
+    assert ap(p2, r2) != pytest.approx(ap(np.array([0.4, 0.7, 0.9]), np.array([0.8, 0.5, 0.2])))
+    # one distinct recall -> 0; a curve over the whole grid at P = 1 -> 101 / 100 (the published definition)
+    assert ap(np.array([0.5, 0.9]), np.array([0.3, 0.3])) == 0.0
+    assert ap(np.ones(2), np.array([0.0, 1.0])) == pytest.approx(1.01)

@@ -943,9 +943,15 @@ class EdgeMetric(StreamingMetric):
       the BSDS/seism rule: it matters for images without GT edges, whose F is 0 at every threshold and which
       therefore add the false positives of the lowest threshold); the counts at those thresholds are pooled
       into one R, P and F = ``oisF``.
-    - AP: area under the pooled precision-recall curve (R_t, P_t): points sorted by recall, joined linearly
-      (trapezoid rule); the curve is extended horizontally from its lowest-recall point down to R = 0 and not
-      beyond its highest recall; thresholds with no predicted pixel (undefined precision) are left out.
+    - ``AP``: the average precision the reference implementation reports (seism's "general AP", the BSDS
+      benchmark's AP): one point (R_t, P_t) per distinct recall value (for equal recalls, the lowest threshold's,
+      as MATLAB's ``unique`` keeps the first occurrence), precision interpolated linearly at R = 0, 0.01, …, 1;
+      grid points outside the curve's recall range are dropped and the rest summed and divided by 100 (so a
+      curve covering every grid point at P = 1 gives 101 %; this is the published definition). Fewer than two
+      distinct recalls give 0.
+    - ``AP_area``: the area under the same pooled curve: points sorted by recall, joined linearly (trapezoid
+      rule), extended horizontally from its lowest-recall point down to R = 0 and not beyond its highest recall;
+      thresholds with no predicted pixel (undefined precision) are left out.
 
     Empty cases (BSDS convention): 0/0 ratios are 0, i.e. R = cntR / max(sumR, 1) and P = cntP / max(sumP, 1),
     and F = 0 when P + R = 0. An image without GT edges thus only adds its predicted pixels (false positives)
@@ -1023,10 +1029,11 @@ class EdgeMetric(StreamingMetric):
         return {"thresholds": self.thresholds.copy(), "precision": p, "recall": r, "f": _fmeasure(p, r)}
 
     def compute(self) -> dict[str, Any]:
-        """``odsF``, ``oisF``, ``AP`` (%), and ``odsP``, ``odsR`` (%), ``ods_threshold``."""
+        """``odsF``, ``oisF``, ``AP``, ``AP_area`` (%), and ``odsP``, ``odsR`` (%), ``ods_threshold``."""
         if self.num_images == 0:
             nan = float("nan")
-            return {"odsF": nan, "oisF": nan, "AP": nan, "odsP": nan, "odsR": nan, "ods_threshold": nan}
+            return {"odsF": nan, "oisF": nan, "AP": nan, "AP_area": nan, "odsP": nan, "odsR": nan,
+                    "ods_threshold": nan}
         s = self._state
         curve = self.pr_curve()
         p, r, f = curve["precision"], curve["recall"], curve["f"]
@@ -1041,11 +1048,22 @@ class EdgeMetric(StreamingMetric):
         return {
             "odsF": _pct(f[k]),
             "oisF": _pct(ois),
-            "AP": _pct(self._average_precision(p, r, s["sumP"].sum(0) > 0)),
+            "AP": _pct(self._reference_ap(p, r)),
+            "AP_area": _pct(self._average_precision(p, r, s["sumP"].sum(0) > 0)),
             "odsP": _pct(p[k]),
             "odsR": _pct(r[k]),
             "ods_threshold": float(self.thresholds[k]),
         }
+
+    @staticmethod
+    def _reference_ap(p: np.ndarray, r: np.ndarray) -> float:
+        """seism's general AP of a pooled curve given per threshold in increasing threshold order."""
+        recall, first = np.unique(r, return_index=True)  # sorted; the first (lowest-threshold) point per recall
+        if recall.size < 2:
+            return 0.0
+        grid = np.arange(101) / 100.0
+        inside = (grid >= recall[0]) & (grid <= recall[-1])  # interp1 gives NaN outside; those are dropped
+        return float(np.interp(grid[inside], recall, p[first]).sum() / 100.0)
 
     @staticmethod
     def _average_precision(p: np.ndarray, r: np.ndarray, defined: np.ndarray) -> float:
