@@ -277,3 +277,38 @@ def test_bad_label_files_name_the_file(tmp_path: Path) -> None:
         with pytest.raises(generic.DataFormatError, match=text) as info:
             generic.read_label(path, spec.task(task), (H, W))
         assert str(path) in str(info.value)
+
+
+def test_ufl_on_a_bad_label_stops_with_the_file_and_writes_no_checkpoint(tmp_path: Path) -> None:
+    yaml_path = write_generic(tmp_path / "d", "badufl_t", n=6)
+    bad = yaml_path.parent / "lanes" / "img000.png"
+    Image.fromarray(np.full((H, W), 9, np.uint8)).save(bad)  # class 9 of 3
+    source = MultiTaskModule(arch="mt_baseline", tasks="semseg", dataset="nyud", backbone="test_efficientnet")
+    a = _save(source, tmp_path / "a.ckpt")
+    before = a.read_bytes()
+    rc, out, err = run_cli(["ufl", "--source-ckpt", str(a), "--data", str(yaml_path), "--tasks", "lanes",
+                            "--epochs", "1", "--batch-size", "2", "--size", "32x32", "--out", str(tmp_path / "u")])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and str(bad) in lines[0] and "values [9]" in lines[0], err
+    assert not list((tmp_path / "u").rglob("*.ckpt")) and a.read_bytes() == before
+
+
+def test_delta_m_of_declared_tasks_against_single_task_results(roads: Path, tmp_path: Path) -> None:
+    from medusa_mtl.tasks import delta_m
+
+    get_dataset_info(str(roads))
+    single = {"drivable": {"mIoU": 50.0}, "distance": {"rmse": 2.0}, "heat": {"rmse": 0.5}}
+    multi = {"drivable": {"mIoU": 55.0}, "distance": {"rmse": 1.8}, "heat": {"rmse": 0.6}}
+    # +10 % (higher is better), +10 % (lower is better), -20 % (lower is better)
+    assert delta_m(multi, single, ["drivable", "distance", "heat"]) == pytest.approx(0.0)
+    assert delta_m(multi, single, ["drivable", "distance"]) == pytest.approx(10.0)
+    st_file = tmp_path / "st.json"
+    st_file.write_text(json.dumps({"metrics": single}))
+    module = MultiTaskModule(arch="mt_baseline", tasks="drivable,distance,heat", dataset=str(roads),
+                             backbone="test_efficientnet")
+    ckpt = _save(module, tmp_path / "m.ckpt")
+    rc, out, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(roads), "--num-workers", "0",
+                            "--size", "32x32", "--single-task", str(st_file), "--out", str(tmp_path / "e.json")])
+    assert rc == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["delta_m"] == pytest.approx(delta_m(report["metrics"], single, ["drivable", "distance", "heat"]))

@@ -79,10 +79,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument("--single-task", default=None, help="JSON of single-task results for delta-m")
     parser.add_argument("--edge-tolerance", type=float, default=None,
-                        help="edge matching tolerance as a fraction of the image diagonal (default 0.0075, the "
+                        help="edge tasks' matching tolerance as a fraction of the image diagonal (default 0.0075, the "
                              "MTI-Net protocol; 0.011 is common in NYUD edge-detection papers)")
     parser.add_argument("--sal-beta2", type=float, default=None,
-                        help="beta^2 of the saliency maxF (default 0.3, the salient-object literature; maxF1 "
+                        help="beta^2 of the maxF of saliency and declared binary tasks (default 0.3, the "
+                             "salient-object literature; maxF1 "
                              "with beta^2 = 1, the reference code's, is always reported too)")
     parser.add_argument("--out", default=None, help="metrics JSON path (default: next to the checkpoint)")
 
@@ -99,10 +100,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be a positive number, got {value}")
     module = load_module(args.ckpt)
     options = {t: dict(o) for t, o in (module.hparams.get("metric_options") or {}).items()}
-    if args.edge_tolerance is not None:
-        options.setdefault("edge", {})["max_dist_ratio"] = args.edge_tolerance
-    if args.sal_beta2 is not None:
-        options.setdefault("sal", {})["beta2"] = args.sal_beta2
+    from ..tasks import get_task
+
+    for task in module.main_tasks:  # by kind: declared edge / binary tasks of other names too
+        kind = get_task(task).label_kind
+        if args.edge_tolerance is not None and kind == "edge":
+            options.setdefault(task, {})["max_dist_ratio"] = args.edge_tolerance
+        if args.sal_beta2 is not None and kind == "binary":
+            options.setdefault(task, {})["beta2"] = args.sal_beta2
     module.hparams["metric_options"] = options
     dataset = args.dataset or module.eval_dataset
     root = Path(args.data)

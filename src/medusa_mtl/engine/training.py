@@ -249,7 +249,9 @@ class MultiTaskModule(L.LightningModule):
     # -- evaluation ----------------------------------------------------------------------------------------
     def _reset_metrics(self) -> None:
         options = {t: dict(o) for t, o in (self.hparams.get("metric_options") or {}).items()}
-        options.setdefault("edge", {}).setdefault("thresholds", self.hparams.edge_thresholds)
+        for t in self.main_tasks:  # every edge task (a declared one of another name too) gets the thresholds
+            if get_task(t).label_kind == "edge":
+                options.setdefault(t, {}).setdefault("thresholds", self.hparams.edge_thresholds)
         self._metrics = {t: get_task(t).make_metric(self.eval_dataset, **options.get(t, {})) for t in self.main_tasks}
         self._val_loss_sum = 0.0
         self._val_loss_n = 0
