@@ -312,3 +312,14 @@ def test_delta_m_of_declared_tasks_against_single_task_results(roads: Path, tmp_
     assert rc == 0, err
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["delta_m"] == pytest.approx(delta_m(report["metrics"], single, ["drivable", "distance", "heat"]))
+
+
+def test_fit_with_a_missing_task_folder_names_it_before_writing_anything(tmp_path: Path) -> None:
+    yaml_path = write_generic(tmp_path / "d", "nofolder_t", n=5)
+    (yaml_path.parent / "heat").rename(yaml_path.parent / "heat_old")
+    rc, out, err = run_cli(["fit", "--data.dataset", str(yaml_path), "--model.dataset", str(yaml_path),
+                            "--model.tasks", "drivable", "--model.backbone", "test_efficientnet",
+                            "--trainer.default_root_dir", str(tmp_path / "f")])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and str(yaml_path.parent / "heat") in lines[0], err
+    assert "missing folder" in lines[0] and not (tmp_path / "f").exists()

@@ -60,7 +60,8 @@ def run_lightning_cli(argv: list[str]) -> int:
             raise
         message = str(err)
         if isinstance(err, DataFormatError):
-            message += " (`medusa data check --dataset D --root DIR` lists every problem of a dataset)"
+            message += (" (`medusa data check --dataset D --root DIR`, or `--dataset path/to/dataset.yaml`, "
+                        "lists every problem of a dataset)")
         print(f"medusa {cmd}: error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -610,6 +610,22 @@ class FileIndex:
         return self.files[sample_id]
 
 
+def check_layout(spec: DatasetSpec) -> None:
+    """The folders and split files of ``spec`` exist (a :class:`DataFormatError` names the first missing one).
+    Contents are not read: ``medusa data check`` does that."""
+    root = spec._root()
+    if not root.is_dir():
+        raise DataFormatError(root, f"dataset folder of {spec.name!r} does not exist")
+    if not spec.image_dir().is_dir():
+        raise DataFormatError(spec.image_dir(), "missing folder (images)")
+    for t in spec.tasks:
+        if not spec.task_dir(t.name).is_dir():
+            raise DataFormatError(spec.task_dir(t.name), f"missing folder (labels of the {t.kind} task {t.name!r})")
+    for split in spec.splits:
+        if not spec.split_path(split).is_file():
+            raise DataFormatError(spec.split_path(split), f"missing split file (one {spec.name} sample id a line)")
+
+
 def read_ids(spec: DatasetSpec, split: str) -> list[str]:
     """The ids of ``split`` (``train`` / ``val``) from its split file."""
     path = spec.split_path(split)

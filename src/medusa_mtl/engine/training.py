@@ -36,6 +36,7 @@ from ..data.datasets import (
     register_declaration,
     resolve_dataset,
 )
+from ..data.generic import check_layout
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import StreamingMetric
 from ..models import create_model
@@ -399,6 +400,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise ConfigError(f"--data.batch_size must be >= 1, got {batch_size}")
         self.root = dataset_root(dataset, root)
+        spec = get_dataset_info(self.dataset_name).spec
+        if spec is not None:  # a missing folder or split file: said now, before a trainer writes anything
+            check_layout(spec.with_root(self.root))
         self.tasks = _as_list(tasks)
         self.size = size
         self.batch_size = batch_size
