@@ -3,6 +3,7 @@ timm's own form behind ``hrnet_form="timm"``; same parameters either way."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -68,3 +69,16 @@ def test_forms_differ_only_in_upsampling_and_momentum() -> None:
     model = create_model("mt_baseline", tasks=["semseg"], hrnet_form="timm")
     assert model.backbone.hrnet_form == "timm"
     assert create_model("mt_baseline", tasks=["semseg"]).backbone.hrnet_form == "reference"
+
+
+def test_bn_momentum_overrides_the_form_in_the_backbone_only() -> None:
+    def momenta(module: nn.Module) -> set[float]:
+        return {m.momentum for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+    assert momenta(Backbone("hrnet_w18_small_v2")) == {0.01}
+    assert momenta(Backbone("hrnet_w18_small_v2", bn_momentum=0.1)) == {0.1}
+    model = create_model("mt_baseline", tasks=["semseg"], dataset="nyud", bn_momentum=0.05)
+    assert momenta(model.backbone) == {0.05}
+    assert momenta(model.decoder if hasattr(model, "decoder") else model.heads) <= {0.1}  # heads keep torch's
+    with pytest.raises(ValueError, match="bn_momentum"):
+        Backbone("hrnet_w18_small_v2", bn_momentum=0.0)

@@ -50,14 +50,20 @@ class Backbone(nn.Module):
         pretrained_file: a local weights file (``.pth``/``.safetensors``), loaded without the network.
         hrnet_form: for HRNet backbones, ``"reference"`` (default: bilinear fuse layers, BN momentum 0.01, as
             the papers' code) or ``"timm"`` (timm's nearest-neighbour fuse, momentum 0.1); see the module doc.
+        bn_momentum: overrides the momentum of every BatchNorm of the backbone (``None``: the form's). Short
+            schedules need more than the reference's 0.01: after a few hundred steps at a large learning rate its
+            running statistics still describe the initial weights, and eval-mode outputs can be far off (see
+            docs/RESULTS.md, the quick profile).
     """
 
     def __init__(self, name: str = DEFAULT_BACKBONE, pretrained: bool = False,
                  pretrained_file: str | Path | None = None, hrnet_form: str = "reference",
-                 **timm_kwargs: Any) -> None:
+                 bn_momentum: float | None = None, **timm_kwargs: Any) -> None:
         super().__init__()
         if hrnet_form not in HRNET_FORMS:
             raise ValueError(f"hrnet_form={hrnet_form!r}: expected one of {HRNET_FORMS}")
+        if bn_momentum is not None and not 0.0 < float(bn_momentum) <= 1.0:
+            raise ValueError(f"bn_momentum={bn_momentum!r}: expected a number in (0, 1]")
         if name not in timm.list_models():
             raise ValueError(f"unknown backbone {name!r}: not a timm model name (see timm.list_models())")
         kwargs: dict[str, Any] = dict(features_only=True, **timm_kwargs)
@@ -93,6 +99,11 @@ class Backbone(nn.Module):
         self.hrnet_form = hrnet_form if name.startswith("hrnet") else None
         if self.hrnet_form == "reference":
             to_reference_hrnet(self.body)
+        self.bn_momentum = None if bn_momentum is None else float(bn_momentum)
+        if self.bn_momentum is not None:
+            for module in self.body.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = self.bn_momentum
         self.feature_info = self.body.feature_info
         self.channels: list[int] = list(self.feature_info.channels())
         self.strides: list[int] = list(self.feature_info.reduction())

@@ -101,7 +101,8 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     ``profile`` decides the seeds (``seeds``), the rows run with the first seed only (``one_seed``), rows
     left out (``skip``) and rows also trained from scratch with the first seed (``scratch_check``); its
     ``hrnet_form`` (``reference``, the default, or ``timm``; see :mod:`medusa_mtl.models.backbone`) applies to
-    every model and to the pretraining.
+    every model and to the pretraining; ``bn_momentum`` (optional) sets the backbone's BatchNorm momentum while
+    fine-tuning (not in pretraining).
     """
     profile = profile or {}
     seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
@@ -179,6 +180,8 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None)
                 "optim": profile[group], "seed": profile["seed"],
                 "pretrained": Path(pretrained_file).name if pretrained_file else None,
                 "hrnet_form": profile.get("hrnet_form", "reference")}
+    if profile.get("bn_momentum") is not None:  # only when set: the fingerprints of other profiles stay as they were
+        relevant["bn_momentum"] = profile["bn_momentum"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -218,7 +221,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
             raise ConfigError(f"UFL run {run.key} needs the source run {run.source}, which did not run")
         module = ufl_module_from_checkpoint(source["best_ckpt"], run.tasks, run.dataset, **optim)
     else:
-        model_kwargs = {"hrnet_form": profile["hrnet_form"]} if "hrnet_form" in profile else None
+        model_kwargs = {k: profile[k] for k in ("hrnet_form", "bn_momentum") if profile.get(k) is not None} or None
         module = MultiTaskModule(arch=run.model, tasks=run.tasks, aux_tasks=run.aux_tasks, dataset=run.dataset,
                                  pretrained_file=init_file, model_kwargs=model_kwargs, **optim)
     spec = profile["data"][run.dataset]
@@ -527,6 +530,9 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
     seeds = profile.get("seeds") or [profile["seed"]]
     form = ("the reference implementation's form: bilinear fuse layers, BN momentum 0.01"
             if profile.get("hrnet_form", "reference") == "reference" else "timm's form: nearest-neighbour fuse layers")
+    if profile.get("bn_momentum") is not None:
+        form = form.replace("BN momentum 0.01", f"BN momentum {profile['bn_momentum']} while fine-tuning (the "
+                            "profile's bn_momentum; 0.01 in pretraining)")
     init = (f"HRNet-W18-small-v2 ({form}) initialised from the shared pretrained backbone (below)" if pre
             else f"HRNet-W18-small-v2 ({form}) from scratch")
     lines = [
