@@ -245,3 +245,25 @@ def test_cli_imports_and_reports_errors_in_one_line(tmp_path: Path) -> None:
 
     rc, _, stderr = run_cli(["data", "import", "--from", str(tmp_path / "nope"), "--out", str(tmp_path / "o3")])
     assert rc == 2 and "no such folder" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_palette_colours_become_class_colours(tmp_path: Path) -> None:
+    colours = [(0, 0, 0), (255, 0, 0), (0, 128, 255), (20, 200, 20)]
+
+    def palette_seg(i: int, p: Path, colours: list = colours) -> None:
+        arr = np.zeros((H, W), np.uint8)
+        arr[:, 8:] = 1 + i % 3
+        im = Image.fromarray(arr, mode="P")
+        im.putpalette([v for c in colours for v in c] + [0] * (768 - 3 * len(colours)))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        im.save(p.with_suffix(".png"))
+
+    out = tmp_path / "pal"
+    import_folder(_folder(tmp_path, {"parts": palette_seg}), out)
+    classes = _spec(out)["tasks"]["parts"]["classes"]
+    assert classes == [{"name": f"class_{i}", "color": list(c)} for i, c in enumerate(colours)]
+    assert generic.load_spec(out).task("parts").colors == tuple(colours)
+    # a palette whose colours repeat (here all black) says nothing about the classes: names only
+    out2 = tmp_path / "pal2"
+    import_folder(_folder(tmp_path / "x", {"parts": lambda i, p: palette_seg(i, p, [(0, 0, 0)] * 4)}), out2)
+    assert _spec(out2)["tasks"]["parts"]["classes"] == ["class_0", "class_1", "class_2", "class_3"]

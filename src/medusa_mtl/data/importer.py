@@ -20,7 +20,8 @@ Inference, per task folder (every label file is read; all must have the same for
 * 16-bit single-channel PNG -> ``depth`` (``bits: 16``, ``scale: 0.001``: the PNG stores millimetres).
 * 8-bit single-channel or palette PNG (or an integer ``.npy`` H x W) whose values are all in {0, 1} or all in
   {0, 255} -> ``binary`` (``edge`` when the folder is named ``edge`` / ``edges``); other values ->
-  ``segmentation`` with classes ``class_0..class_K`` (K = the largest value; 255 is ignore, not a class).
+  ``segmentation`` with classes ``class_0..class_K`` (K = the largest value; 255 is ignore, not a class);
+  palette PNGs that share distinct colours for those classes give the classes their colours.
 * float ``.npy`` H x W x 3 whose non-zero vectors all have a norm within 0.9..1.1 -> ``normals``; any other
   ``.npy`` H x W x C -> ``regression`` with C channels.
 * float ``.npy`` H x W -> ``binary`` / ``edge`` if it only holds 0 and 1; else it is ambiguous (depth or
@@ -80,6 +81,7 @@ class _Probe:
     values: np.ndarray | None = None  # sorted unique values of single-channel whole-number data
     zero_one: bool = False  # only 0 and 1 (float .npy H x W)
     unit_norm: bool | None = None  # float H x W x 3: all non-zero vectors unit length; None: no such vector
+    palette: tuple[tuple[int, int, int], ...] | None = None  # a palette PNG's colours, by index
 
 
 @dataclass
@@ -221,12 +223,14 @@ def _probe(path: Path) -> _Probe:
             im.load()
             mode = im.mode
             arr = np.array(im)
+            flat = im.getpalette() if mode == "P" else None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataFormatError(path, f"unreadable or truncated PNG label: {e}") from None
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         return _Probe(path, _FORM_PNG16, arr.shape, values=_whole_values(arr))
     if mode in ("L", "P", "1"):
-        return _Probe(path, _FORM_PNG8, arr.shape, values=_whole_values(arr))
+        palette = None if not flat else tuple(tuple(flat[i:i + 3]) for i in range(0, len(flat) - 2, 3))
+        return _Probe(path, _FORM_PNG8, arr.shape, values=_whole_values(arr), palette=palette)
     if mode in ("RGB", "RGBA"):
         return _Probe(path, f"{mode} PNG", arr.shape)
     raise FolderImportError(f"{path}: unsupported PNG mode {mode}; save labels as gray (L), palette (P), "
@@ -282,6 +286,17 @@ def _infer_kind(task: str, folder: Path, probes: list[_Probe]) -> str:
     return "regression"  # any other .npy H x W x C
 
 
+def _palette_colors(probes: list[_Probe], n: int) -> list[tuple[int, int, int]] | None:
+    """The colours of classes 0..n-1 when every file is a palette PNG with the same, distinct colours for them."""
+    palettes = [p.palette for p in probes]
+    if not palettes or any(pal is None or len(pal) < n for pal in palettes):
+        return None
+    first = palettes[0][:n]  # type: ignore[index]
+    if any(pal[:n] != first for pal in palettes) or len(set(first)) != n:  # type: ignore[index]
+        return None
+    return [tuple(int(v) for v in c) for c in first]  # type: ignore[misc]
+
+
 def _declare(task: str, folder: Path, kind: str, probes: list[_Probe],
              class_names: Sequence[str] | None) -> tuple[dict[str, Any], list[str]]:
     """The ``dataset.yaml`` entry of a task of ``kind`` with these label files (files that cannot be read as
@@ -321,6 +336,10 @@ def _declare(task: str, folder: Path, kind: str, probes: list[_Probe],
             decl["classes"] = [f"class_{i}" for i in range(max(top, 1) + 1)]
             notes.append(f"classes named class_0..class_{max(top, 1)} after the label values "
                          f"({IGNORE_INDEX} = ignore); rename them here or import with --classes {task}=a,b,...")
+        colors = _palette_colors(probes, len(decl["classes"]))
+        if colors is not None:  # the files' own palette: pictures of labels and predictions use its colours
+            decl["classes"] = [{"name": n, "color": list(c)} for n, c in zip(decl["classes"], colors)]
+            notes.append("class colours taken from the palette PNGs")
         if form == _FORM_PNG16:
             decl["bits"] = 16
     elif kind in ("binary", "edge"):
