@@ -323,3 +323,14 @@ def test_fit_with_a_missing_task_folder_names_it_before_writing_anything(tmp_pat
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 2 and len(lines) == 1 and str(yaml_path.parent / "heat") in lines[0], err
     assert "missing folder" in lines[0] and not (tmp_path / "f").exists()
+
+
+def test_a_module_unpickled_elsewhere_declares_its_tasks_again(roads: Path) -> None:
+    import pickle
+
+    module = MultiTaskModule(arch="mt_baseline", tasks="lanes,heat", dataset=str(roads), backbone="test_efficientnet")
+    blob = pickle.dumps(module)
+    forget_dataset("roads_t")  # as in a fresh process (ddp_spawn, spawned workers)
+    assert "lanes" not in TASKS
+    clone = pickle.loads(blob)
+    assert get_task("lanes").channels("roads_t") == 3 and clone.main_tasks == ["lanes", "heat"]

@@ -197,6 +197,13 @@ class MultiTaskModule(L.LightningModule):
         self.last_metrics: dict[str, dict[str, Any]] = {}
         self._epoch_start = time.time()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A module unpickled in another process (DataLoader workers, ddp_spawn) finds the task registry without
+        # the declared tasks of its dataset.yaml files: declare them again from the hyper-parameters.
+        super().__setstate__(state)
+        for decl in self.hparams.get("dataset_specs") or []:
+            register_declaration(decl)
+
     # -- forward -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         return self.net(x)
