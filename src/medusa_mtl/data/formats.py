@@ -952,7 +952,13 @@ def read_pascal_normals(path: str | os.PathLike[str], labelmap: np.ndarray | Non
 
 def read_split(root: str | os.PathLike[str], dataset: str, split: str) -> list[str]:
     """Ids of a split (one id a line; blank lines ignored). Missing file -> :class:`DataFormatError`."""
-    path = split_path(root, dataset, split)
+    return read_id_file(split_path(root, dataset, split), dataset)
+
+
+def read_id_file(path: str | os.PathLike[str], dataset: str, unique: bool = False) -> list[str]:
+    """Ids of a split file (one id a line; blank lines ignored); with ``unique`` an id listed twice is an error.
+    A missing, unreadable or malformed file is a :class:`DataFormatError` naming it."""
+    path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, f"missing split file (expected one {dataset} sample id a line)")
     try:
@@ -960,9 +966,13 @@ def read_split(root: str | os.PathLike[str], dataset: str, split: str) -> list[s
     except (OSError, UnicodeDecodeError) as e:
         raise DataFormatError(path, f"unreadable split file: {e}") from None
     ids = [line.strip() for line in text.splitlines() if line.strip()]
+    seen: set[str] = set()
     for lineno, i in enumerate(ids, 1):
         if any(c.isspace() for c in i) or "/" in i:
             raise DataFormatError(path, f"invalid id {i!r} (entry {lineno}); expected one id per line")
+        if unique and i in seen:
+            raise DataFormatError(path, f"id {i!r} is listed twice")
+        seen.add(i)
     return ids
 
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +191,6 @@ class DatasetSpec:
         return self.root
 
     def with_root(self, root: str | os.PathLike[str]) -> DatasetSpec:
-        from dataclasses import replace
-
         return replace(self, root=Path(root))
 
 
@@ -627,22 +625,8 @@ def check_layout(spec: DatasetSpec) -> None:
 
 
 def read_ids(spec: DatasetSpec, split: str) -> list[str]:
-    """The ids of ``split`` (``train`` / ``val``) from its split file."""
-    path = spec.split_path(split)
-    if not path.is_file():
-        raise DataFormatError(path, f"missing split file (expected one {spec.name} sample id a line)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(path, f"unreadable split file: {e}") from None
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
-    for lineno, i in enumerate(ids, 1):
-        if any(c.isspace() for c in i) or "/" in i:
-            raise DataFormatError(path, f"invalid id {i!r} (entry {lineno}); expected one id per line")
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise DataFormatError(path, f"id {dup!r} is listed twice")
-    return ids
+    """The ids of ``split`` (``train`` / ``val``) from its split file (an id listed twice is an error)."""
+    return formats.read_id_file(spec.split_path(split), spec.name, unique=True)
 
 
 class GenericReader:

@@ -38,9 +38,6 @@ from .formats import IGNORE_INDEX, MIN_NORMAL_NORM
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-LABEL_KEYS = ("semseg", "human_parts")
-BINARY_KEYS = ("edge", "sal")
-KNOWN_KEYS = ("image", "depth", "normals", *LABEL_KEYS, *BINARY_KEYS)
 BUILTIN_KINDS: dict[str, str] = {"semseg": "segmentation", "human_parts": "segmentation", "edge": "edge",
                                  "sal": "binary", "depth": "depth", "normals": "normals"}
 """Label kind (:data:`medusa_mtl.tasks.LABEL_KINDS`) of the built-in tasks; declared tasks pass ``kinds``."""
