@@ -143,7 +143,7 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     profile = tmp_path / "tiny.yaml"
     profile.write_text(
         "profile: tiny\nseed: 3\nseeds: [0, 1]\n"
-        "data:\n  nyud: {num_train: 8, num_val: 2, size: [64, 64]}\n"
+        "data:\n  nyud: {num_train: 8, num_val: 2, size: [64, 64], scales: [1.0]}\n"
         "  pascal: {num_train: 8, num_val: 2, size: [64, 64]}\n"
         "loader: {batch_size: 4, num_workers: 0, val_fraction: 0.25}\n"
         "pretrain: {size: [64, 64], num_images: 32, epochs: 1, batch_size: 16}\n"
@@ -190,6 +190,12 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
 
     ckpt = load_checkpoint(tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "s0" / "checkpoints" / "last.ckpt")
     assert ckpt["hyper_parameters"]["model_kwargs"] == {"hrnet_form": "timm"}
+    # the NYUD entry's scales reach the NYUD runs' data module (PASCAL keeps its protocol) and the report
+    assert ckpt["datamodule_hyper_parameters"]["scales"] == [1.0]
+    pascal_ckpt = load_checkpoint(tmp_path / "res" / "runs" / "pascal" / "single_task" / "s0" / "checkpoints"
+                                  / "last.ckpt")
+    assert pascal_ckpt["datamodule_hyper_parameters"]["scales"] is None
+    assert "NYUD training scale augmentation: 1 (the profile's" in report
     sidecar = json.loads(next((tmp_path / "pretrained").glob("*.json")).read_text())
     assert sidecar["settings"]["hrnet_form"] == "timm"
     # two seeds of the same row differ (the seed reaches initialisation and data order)
@@ -216,3 +222,31 @@ def test_last_checkpoint_advances_when_validation_gets_worse(synth: dict[str, Pa
     assert load_checkpoint(ckpts / "best.ckpt")["epoch"] == 0
     last = load_checkpoint(ckpts / "last.ckpt")
     assert last["epoch"] == 2 and last["global_step"] == 6
+
+
+def test_datamodule_scales_replace_the_augmentation(synth: dict[str, Path]) -> None:
+    """``scales=[1.0]``: the train transform flips only, so each train sample's depth is the eval sample's
+    depth or its mirror image (the protocol's zooms would divide it by 1.2 or 1.5)."""
+    from medusa_mtl.errors import ConfigError
+
+    data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), tasks=["semseg", "depth"], size=(64, 64),
+                               batch_size=2, num_workers=0, val_fraction=0.25, scales=[1.0])
+    data.setup("fit")
+    assert data.train_set.transform.augment.scales == (1.0,)
+    assert data.train_set.transform.augment.flip_prob == 0.5  # the rest of the protocol is kept
+    from medusa_mtl.data.datasets import build_dataset
+
+    plain = build_dataset("nyud", synth["nyud"], "train", ["semseg", "depth"], train=False, size=(64, 64),
+                          ids=data.train_ids)
+    torch.manual_seed(0)
+    for i in range(len(plain)):
+        got, ref = data.train_set[i]["depth"], plain[i]["depth"]
+        assert torch.equal(got, ref) or torch.equal(got, ref.flip(-1))
+    default = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), size=(64, 64), num_workers=0)
+    assert default.augment is None  # the dataset's protocol
+    pascal = MultiTaskDataModule(dataset="pascal", root=str(synth["pascal"]), size=(64, 64), scales=[0.9, 1.1])
+    assert pascal.augment.scales == (0.9, 1.1) and pascal.augment.scale_range is None
+    assert pascal.augment.max_rotation == 20.0
+    for bad in ([], [0.0], [1.0, -2.0]):
+        with pytest.raises(ConfigError, match="--data.scales"):
+            MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), scales=bad)

@@ -357,12 +357,17 @@ def read_split_ids(name: str, root: str | os.PathLike[str], split: str) -> list[
 
 
 def build_transform(
-    name: str, train: bool, size: Sequence[int] | None = None
+    name: str, train: bool, size: Sequence[int] | None = None, augment: AugmentParams | None = None
 ) -> TrainTransform | EvalTransform:
-    """The train or eval transform of a dataset at ``size`` (default: the dataset's default size)."""
+    """The train or eval transform of a dataset at ``size`` (default: the dataset's default size).
+
+    ``augment`` replaces the dataset's train augmentation (default: its protocol, SPEC §6).
+    """
     info = get_dataset_info(name)
     size = info.default_size if size is None else size
-    return TrainTransform(size, info.augment, kinds=info.kinds) if train else EvalTransform(size, kinds=info.kinds)
+    if not train:
+        return EvalTransform(size, kinds=info.kinds)
+    return TrainTransform(size, info.augment if augment is None else augment, kinds=info.kinds)
 
 
 def build_dataset(
@@ -373,14 +378,16 @@ def build_dataset(
     train: bool,
     size: Sequence[int] | None = None,
     ids: Sequence[str] | None = None,
+    augment: AugmentParams | None = None,
     **kwargs: Any,
 ) -> _MTDataset:
     """Build a dataset with its train (``train=True``) or eval transform at ``size`` (default per dataset).
 
-    Extra keyword arguments go to the Dataset class (e.g. ``drop_images_without_person`` for PASCAL).
+    ``augment`` replaces the dataset's train augmentation. Extra keyword arguments go to the Dataset class
+    (e.g. ``drop_images_without_person`` for PASCAL).
     """
     info = get_dataset_info(name)
-    transform = build_transform(info.name, train, size)
+    transform = build_transform(info.name, train, size, augment)
     if info.spec is not None:
         kwargs["spec"] = info.spec
     return info.cls(root, split=split, tasks=tasks, transform=transform, ids=ids, **kwargs)

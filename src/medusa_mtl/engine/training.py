@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -375,6 +376,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         max_train: use only the first N training ids (after carving), for quick runs.
         max_eval: use only the first N ids of the validation and test splits.
         drop_images_without_person: PASCAL parts-only runs drop images without a person (SPEC §6).
+        scales: random scales of the train augmentation, drawn uniformly, replacing the dataset's protocol
+            (SPEC §6: NYUD {1, 1.2, 1.5}, PASCAL uniform in [0.75, 1.25]); ``[1.0]`` leaves flips (and PASCAL's
+            rotations) only. ``None`` = the protocol.
     """
 
     def __init__(
@@ -391,6 +395,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         max_train: int | None = None,
         max_eval: int | None = None,
         drop_images_without_person: bool = False,
+        scales: list[float] | None = None,
     ) -> None:
         super().__init__()
         # Recorded in checkpoints (``datamodule_hyper_parameters``): prediction reuses the training size.
@@ -420,6 +425,13 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.max_train = max_train
         self.max_eval = max_eval
         self.drop_images_without_person = drop_images_without_person
+        self.augment = None
+        if scales is not None:
+            vals = [float(v) for v in (scales if isinstance(scales, list | tuple) else [scales])]
+            if not vals or min(vals) <= 0:
+                raise ConfigError(f"--data.scales must be a non-empty list of positive numbers, got {scales}")
+            self.augment = dataclasses.replace(get_dataset_info(self.dataset_name).augment, scales=tuple(vals),
+                                               scale_range=None)
         self.train_ids: list[str] = []
         self.val_ids: list[str] = []
         self.test_ids: list[str] = []
@@ -462,7 +474,7 @@ class MultiTaskDataModule(L.LightningDataModule):
             extra["drop_images_without_person"] = self.drop_images_without_person
         build = dict(name=self.dataset_name, root=self.root, tasks=tasks, size=self.size, **extra)
         # The train and held-out ids both come from the train split on disk.
-        self.train_set = build_dataset(split="train", train=True, ids=self.train_ids, **build)
+        self.train_set = build_dataset(split="train", train=True, ids=self.train_ids, augment=self.augment, **build)
         self.val_set = build_dataset(split="train", train=False, ids=self.val_ids, **build)
         self.test_set = build_dataset(split="val", train=False, ids=self.test_ids, **build)
 

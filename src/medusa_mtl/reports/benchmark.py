@@ -102,7 +102,8 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     left out (``skip``) and rows also trained from scratch with the first seed (``scratch_check``); its
     ``hrnet_form`` (``reference``, the default, or ``timm``; see :mod:`medusa_mtl.models.backbone`) applies to
     every model and to the pretraining; ``bn_momentum`` (optional) sets the backbone's BatchNorm momentum while
-    fine-tuning (not in pretraining).
+    fine-tuning (not in pretraining). A dataset's ``data`` entry may set ``scales``, the random scales of its
+    train augmentation (instead of SPEC §6's protocol; see ``MultiTaskDataModule``).
     """
     profile = profile or {}
     seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
@@ -230,7 +231,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         dataset=run.dataset, root=str(roots[run.dataset]), size=tuple(spec["size"]),
         batch_size=int(loader["batch_size"]), eval_batch_size=int(loader.get("eval_batch_size", 0)) or None,
         num_workers=int(loader["num_workers"]), val_fraction=float(loader["val_fraction"]),
-        seed=int(profile["seed"]),
+        seed=int(profile["seed"]), scales=spec.get("scales"),
     )
     from ..engine.training import EpochSummary
 
@@ -552,7 +553,10 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         "and synthetic PASCAL-like scenes with articulated figures "
         f"({d['pascal']['num_train']} / {d['pascal']['num_val']} at {_size_text(d['pascal']['size'])}); "
         f"{init}. "
-        f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}; "
+        + "".join(f"{name.upper()} training scale augmentation: {', '.join(f'{v:g}' for v in d[name]['scales'])} "
+                  "(the profile's, instead of SPEC's protocol). " for name in ("nyud", "pascal")
+                  if d[name].get("scales") is not None)
+        + f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}; "
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
         f"lr {profile['st_pascal']['lr']}; UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
         f"lr {profile['ufl']['lr']}. Batch {profile['loader']['batch_size']}. Checkpoints are selected on a held-out "
