@@ -150,3 +150,29 @@ def test_check_dataset_missing_folders_and_splits(tmp_path: Path) -> None:
     assert "train.txt" in text and "val.txt" in text
     with pytest.raises(ValueError, match="unknown dataset"):
         check_dataset(root, "coco")
+
+
+def test_cached_dataset_reads_each_file_once_and_gives_the_same_samples(nyud_root: Path, monkeypatch) -> None:
+    from medusa_mtl.data import formats
+
+    tasks = ["semseg", "depth", "normals", "edge"]
+    plain = build_dataset("nyud", nyud_root, "train", tasks, train=True, size=(64, 64))
+    cached = build_dataset("nyud", nyud_root, "train", tasks, train=True, size=(64, 64), cache=True)
+    reads = []
+    real = formats.read_sample
+    monkeypatch.setattr(formats, "read_sample", lambda *a, **k: reads.append(a[2]) or real(*a, **k))
+    for epoch in range(3):
+        for i in range(len(plain)):
+            torch.manual_seed(10 * epoch + i)  # the same augmentation draw for both
+            a = plain[i]
+            torch.manual_seed(10 * epoch + i)
+            b = cached[i]
+            for k in tasks + ["image"]:
+                assert torch.equal(a[k], b[k]), (epoch, i, k)
+    assert reads.count("n1") == 3 + 1  # every epoch for the plain dataset, once for the cached one
+    raw = cached.read_numpy(1)
+    with pytest.raises(ValueError, match="read-only"):
+        raw["depth"][0, 0] = 1.0  # the cached arrays cannot be changed by a transform by mistake
+    cached.cache_samples(False)
+    cached[1]
+    assert reads.count("n1") == 3 + 2

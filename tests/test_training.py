@@ -145,7 +145,7 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
         "profile: tiny\nseed: 3\nseeds: [0, 1]\n"
         "data:\n  nyud: {num_train: 8, num_val: 2, size: [64, 64], scales: [1.0]}\n"
         "  pascal: {num_train: 8, num_val: 2, size: [64, 64]}\n"
-        "loader: {batch_size: 4, num_workers: 0, val_fraction: 0.25}\n"
+        "loader: {batch_size: 4, num_workers: 0, val_fraction: 0.25, cache: true}\n"
         "pretrain: {size: [64, 64], num_images: 32, epochs: 1, batch_size: 16}\n"
         "mtl: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}\n"
         "st_pascal: {epochs: 1, optimizer: sgd, lr: 1.0e-2, momentum: 0.9, weight_decay: 1.0e-4}\n"
@@ -192,6 +192,7 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     assert ckpt["hyper_parameters"]["model_kwargs"] == {"hrnet_form": "timm"}
     # the NYUD entry's scales reach the NYUD runs' data module (PASCAL keeps its protocol) and the report
     assert ckpt["datamodule_hyper_parameters"]["scales"] == [1.0]
+    assert ckpt["datamodule_hyper_parameters"]["cache"] is True  # the loader entry's cache reaches the runs
     pascal_ckpt = load_checkpoint(tmp_path / "res" / "runs" / "pascal" / "single_task" / "s0" / "checkpoints"
                                   / "last.ckpt")
     assert pascal_ckpt["datamodule_hyper_parameters"]["scales"] is None
@@ -200,9 +201,11 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     assert sidecar["settings"]["hrnet_form"] == "timm"
     # two seeds of the same row differ (the seed reaches initialisation and data order)
     assert runs["nyud/mt_baseline/s0"]["metrics"] != runs["nyud/mt_baseline/s1"]["metrics"]
-    # a second invocation reuses every finished run (nothing retrained) and the cached pretrained backbone
+    # a second invocation reuses every finished run (nothing retrained) and the cached pretrained backbone;
+    # the sample cache changes speed only, so a profile without it is still the same run
     result = tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json"
     mtime = result.stat().st_mtime
+    profile.write_text(profile.read_text().replace(", cache: true", ""))
     assert cli_main(args) == 0
     assert result.stat().st_mtime == mtime
 
@@ -250,3 +253,24 @@ def test_datamodule_scales_replace_the_augmentation(synth: dict[str, Path]) -> N
     for bad in ([], [0.0], [1.0, -2.0]):
         with pytest.raises(ConfigError, match="--data.scales"):
             MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), scales=bad)
+
+
+def test_datamodule_cache_gives_the_same_batches(synth: dict[str, Path]) -> None:
+    """``cache=True`` keeps decoded samples of all three splits; an epoch's batches are unchanged."""
+    kw = dict(dataset="nyud", root=str(synth["nyud"]), tasks=["semseg", "depth"], size=(64, 64), batch_size=2,
+              num_workers=0, val_fraction=0.25, scales=[1.0])
+    plain, cached = MultiTaskDataModule(**kw), MultiTaskDataModule(**kw, cache=True)
+    for d in (plain, cached):
+        d.setup("fit")
+    assert all(s._cache is not None for s in (cached.train_set, cached.val_set, cached.test_set))
+    assert plain.train_set._cache is None
+    assert cached.hparams["cache"] is True
+    for epoch in range(2):
+        for name in ("train_set", "val_set"):
+            for i in range(len(getattr(plain, name))):
+                torch.manual_seed(100 * epoch + i)
+                a = getattr(plain, name)[i]
+                torch.manual_seed(100 * epoch + i)
+                b = getattr(cached, name)[i]
+                assert torch.equal(a["image"], b["image"]) and torch.equal(a["depth"], b["depth"])
+    assert len(cached.train_set._cache) == len(cached.train_set)

@@ -177,3 +177,27 @@ def test_to_tensor_sample() -> None:
     assert t["meta"] == {"id": "x", "orig_size": (32, 64)}
     with pytest.raises(ValueError, match="unknown sample keys"):
         T.to_tensor_sample({**s, "foo": s["depth"]}, {})
+
+
+@pytest.mark.parametrize("size", [(32, 64), (64, 64)])
+def test_identity_warp_skips_the_spline_and_equals_it(size, monkeypatch) -> None:
+    """Flips-only augmentation and eval at the stored size take the fast path; its output is the resampling's
+    to the bit (the spline reproduces its samples). At another size the spline runs."""
+    samples = [_sample(32, 64, seed) for seed in range(3)] + [T.hflip(_sample(32, 64, 5))]
+    tr = T.TrainTransform(size, T.AugmentParams(flip_prob=0.5, scales=(1.0,)))
+    rng = np.random.default_rng(0)
+    resample = T._resample
+    monkeypatch.setattr(T, "_resample", lambda *a, identity=False, **k: resample(*a, identity=False, **k))
+    slow = [T.warp(s, size) for s in samples]
+    monkeypatch.setattr(T, "_resample", resample)
+    calls = []
+    real_map = T.ndimage.map_coordinates
+    monkeypatch.setattr(T.ndimage, "map_coordinates", lambda *a, **k: calls.append(1) or real_map(*a, **k))
+    fast = [T.warp(s, size) for s in samples]
+    assert (not calls) == (size == (32, 64))
+    for s, f, r in zip(samples, fast, slow, strict=True):
+        for k in s:
+            assert f[k].dtype == r[k].dtype, k
+            np.testing.assert_array_equal(f[k], r[k], err_msg=k)
+    out = tr(samples[0], rng)  # the train transform goes through the same warp
+    assert out["image"].shape[:2] == size

@@ -51,6 +51,7 @@ class _MTDataset(Dataset):
         ids: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
+        self._cache: dict[int, dict[str, np.ndarray]] | None = None
         if split not in self._splits():
             raise ValueError(f"unknown split {split!r} for {self.name}; valid splits: {list(self._splits())}")
         if isinstance(tasks, str):
@@ -106,7 +107,30 @@ class _MTDataset(Dataset):
 
     def read_numpy(self, index: int) -> dict[str, np.ndarray]:
         """The raw NumPy sample (image + labels at the image's size on disk) without transform."""
+        cache = self._cache
+        if cache is None:
+            return self._read(index)
+        sample = cache.get(index)
+        if sample is None:
+            sample = self._read(index)
+            for arr in sample.values():
+                arr.setflags(write=False)  # shared by every later read: a transform must not write into it
+            cache[index] = sample
+        return dict(sample)
+
+    def _read(self, index: int) -> dict[str, np.ndarray]:
         return formats.read_sample(self.name, self.root, self.ids[index], self.tasks)
+
+    def cache_samples(self, enabled: bool = True) -> None:
+        """Keep every sample in memory, decoded, after its first read (the transform still runs on every
+        read). For small datasets read for many epochs: it takes memory for the whole decoded split (per
+        DataLoader worker), and saves the file reads and decoding of every later epoch.
+
+        Example:
+            >>> ds = build_dataset("nyud", root, "train", ["semseg"], train=True)  # doctest: +SKIP
+            >>> ds.cache_samples()  # doctest: +SKIP
+        """
+        self._cache = {} if enabled else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -236,7 +260,7 @@ class GenericDataset(_MTDataset):
     def _image_path(self, sample_id: str) -> Path:
         return self.reader.image_path(sample_id)
 
-    def read_numpy(self, index: int) -> dict[str, np.ndarray]:
+    def _read(self, index: int) -> dict[str, np.ndarray]:
         return self.reader.read(self.ids[index], self.tasks)
 
 
@@ -379,18 +403,23 @@ def build_dataset(
     size: Sequence[int] | None = None,
     ids: Sequence[str] | None = None,
     augment: AugmentParams | None = None,
+    cache: bool = False,
     **kwargs: Any,
 ) -> _MTDataset:
     """Build a dataset with its train (``train=True``) or eval transform at ``size`` (default per dataset).
 
-    ``augment`` replaces the dataset's train augmentation. Extra keyword arguments go to the Dataset class
-    (e.g. ``drop_images_without_person`` for PASCAL).
+    ``augment`` replaces the dataset's train augmentation; ``cache`` keeps decoded samples in memory
+    (:meth:`_MTDataset.cache_samples`). Extra keyword arguments go to the Dataset class (e.g.
+    ``drop_images_without_person`` for PASCAL).
     """
     info = get_dataset_info(name)
     transform = build_transform(info.name, train, size, augment)
     if info.spec is not None:
         kwargs["spec"] = info.spec
-    return info.cls(root, split=split, tasks=tasks, transform=transform, ids=ids, **kwargs)
+    ds = info.cls(root, split=split, tasks=tasks, transform=transform, ids=ids, **kwargs)
+    if cache:
+        ds.cache_samples()
+    return ds
 
 
 def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

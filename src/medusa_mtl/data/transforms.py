@@ -24,6 +24,7 @@ Lightning's ``seed_everything`` and the DataLoader's per-worker seeding make run
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -140,11 +141,19 @@ def _source_coords(
     return np.broadcast_to(cy - y_up, (ho, wo)), np.broadcast_to(cx + x, (ho, wo))
 
 
-def _sample(arr2d: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: int, cval: float) -> np.ndarray:
-    """Resample a 2-D array at (rows, cols); points outside the canvas get ``cval``."""
+def _resample(arr2d: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: int, cval: float,
+              identity: bool = False) -> np.ndarray:
+    """Resample a 2-D array at (rows, cols); points outside the canvas get ``cval``.
+
+    ``identity``: (rows, cols) are the array's own pixel centres. The spline then reproduces the samples, so
+    they are taken as they are (in the dtype the spline would return): equal output without the resampling,
+    which is most of the cost of a flips-only augmentation (``tests/test_transforms.py`` checks the equality).
+    """
     H, W = arr2d.shape
     inside = (rows > -0.5) & (rows < H - 0.5) & (cols > -0.5) & (cols < W - 0.5)
-    if order == 0:
+    if identity:
+        out = arr2d if order == 0 else arr2d.astype(np.float64)
+    elif order == 0:
         r = np.clip(np.floor(rows + 0.5).astype(np.int64), 0, H - 1)
         c = np.clip(np.floor(cols + 0.5).astype(np.int64), 0, W - 1)
         out = arr2d[r, c]
@@ -172,6 +181,9 @@ def warp(
         if v.shape[:2] != in_hw:
             raise ValueError(f"'{k}' has size {v.shape[:2]} but the image has {in_hw}; all must match")
     rows, cols = _source_coords(in_hw, out_hw, scale, angle_deg)
+    # Flips-only augmentation and eval at the stored size resample onto the same grid: skip the spline.
+    _sample = functools.partial(_resample, identity=scale == 1.0 and angle_deg == 0.0 and tuple(in_hw) == out_hw)
+
     out: dict[str, np.ndarray] = {}
     for k, v in sample.items():
         if k == "image":

@@ -379,6 +379,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         scales: random scales of the train augmentation, drawn uniformly, replacing the dataset's protocol
             (SPEC §6: NYUD {1, 1.2, 1.5}, PASCAL uniform in [0.75, 1.25]); ``[1.0]`` leaves flips (and PASCAL's
             rotations) only. ``None`` = the protocol.
+        cache: keep every decoded sample in memory after its first read (same batches, faster later epochs;
+            memory: the decoded dataset, per worker). Worth it for small datasets and ``num_workers`` 0 (the
+            benchmark profiles); off by default.
     """
 
     def __init__(
@@ -396,6 +399,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         max_eval: int | None = None,
         drop_images_without_person: bool = False,
         scales: list[float] | None = None,
+        cache: bool = False,
     ) -> None:
         super().__init__()
         # Recorded in checkpoints (``datamodule_hyper_parameters``): prediction reuses the training size.
@@ -425,6 +429,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.max_train = max_train
         self.max_eval = max_eval
         self.drop_images_without_person = drop_images_without_person
+        self.cache = bool(cache)
         self.augment = None
         if scales is not None:
             vals = [float(v) for v in (scales if isinstance(scales, list | tuple) else [scales])]
@@ -472,7 +477,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         extra: dict[str, Any] = {}
         if self.dataset_name == "pascal":
             extra["drop_images_without_person"] = self.drop_images_without_person
-        build = dict(name=self.dataset_name, root=self.root, tasks=tasks, size=self.size, **extra)
+        build = dict(name=self.dataset_name, root=self.root, tasks=tasks, size=self.size, cache=self.cache, **extra)
         # The train and held-out ids both come from the train split on disk.
         self.train_set = build_dataset(split="train", train=True, ids=self.train_ids, augment=self.augment, **build)
         self.val_set = build_dataset(split="train", train=False, ids=self.val_ids, **build)

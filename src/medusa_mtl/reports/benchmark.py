@@ -103,7 +103,8 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     ``hrnet_form`` (``reference``, the default, or ``timm``; see :mod:`medusa_mtl.models.backbone`) applies to
     every model and to the pretraining; ``bn_momentum`` (optional) sets the backbone's BatchNorm momentum while
     fine-tuning (not in pretraining). A dataset's ``data`` entry may set ``scales``, the random scales of its
-    train augmentation (instead of SPEC §6's protocol; see ``MultiTaskDataModule``).
+    train augmentation (instead of SPEC §6's protocol; see ``MultiTaskDataModule``); ``loader: {cache: true}``
+    keeps decoded samples in memory (same results, faster epochs).
     """
     profile = profile or {}
     seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
@@ -177,7 +178,9 @@ def ensure_dataset(root: Path, dataset: str, spec: dict[str, Any], seed: int, lo
 
 def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None) -> str:
     group = run.group
-    relevant = {"run": asdict(run), "data": profile["data"], "loader": profile["loader"],
+    # the loader's ``cache`` changes speed, not batches: runs with and without it are the same run
+    loader = {k: v for k, v in profile["loader"].items() if k != "cache"}
+    relevant = {"run": asdict(run), "data": profile["data"], "loader": loader,
                 "optim": profile[group], "seed": profile["seed"],
                 "pretrained": Path(pretrained_file).name if pretrained_file else None,
                 "hrnet_form": profile.get("hrnet_form", "reference")}
@@ -231,7 +234,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         dataset=run.dataset, root=str(roots[run.dataset]), size=tuple(spec["size"]),
         batch_size=int(loader["batch_size"]), eval_batch_size=int(loader.get("eval_batch_size", 0)) or None,
         num_workers=int(loader["num_workers"]), val_fraction=float(loader["val_fraction"]),
-        seed=int(profile["seed"]), scales=spec.get("scales"),
+        seed=int(profile["seed"]), scales=spec.get("scales"), cache=bool(loader.get("cache", False)),
     )
     from ..engine.training import EpochSummary
 
