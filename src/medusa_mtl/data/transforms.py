@@ -181,7 +181,7 @@ def warp(
         if v.shape[:2] != in_hw:
             raise ValueError(f"'{k}' has size {v.shape[:2]} but the image has {in_hw}; all must match")
     rows, cols = _source_coords(in_hw, out_hw, scale, angle_deg)
-    # Flips-only augmentation and eval at the stored size resample onto the same grid: skip the spline.
+    # A flips-only augmentation at the stored size resamples onto the same grid: skip the spline.
     _sample = functools.partial(_resample, identity=scale == 1.0 and angle_deg == 0.0 and tuple(in_hw) == out_hw)
 
     out: dict[str, np.ndarray] = {}
