@@ -126,6 +126,20 @@ def test_learned_criteria() -> None:
     assert learned("depth", 0.5, 1.0)[0] is True and learned("depth", 0.6, 1.0)[0] is False
 
 
+def test_learned_table_never_prints_a_miss_as_the_bar() -> None:
+    from medusa_mtl.reports.benchmark import _checks_markdown
+
+    checks = [{"model": "ST", "row": "nyud/single_task", "task": "depth", "metric": "rmse", "trivial": 1.152,
+               "worst_ratio": 0.5039, "required": 0.5, "learned": False},
+              {"model": "MT", "row": "nyud/mt_baseline", "task": "depth", "metric": "rmse", "trivial": 1.152,
+               "worst_ratio": 0.4767, "required": 0.5, "learned": True},
+              {"model": "X", "row": "ufl/x", "task": "human_parts", "metric": "mIoU", "trivial": 13.1,
+               "worst_ratio": 2.0, "required": 2.0, "learned": True}]
+    lines = _checks_markdown(checks).splitlines()[2:]
+    assert "| 0.504x | ≤ 0.5x | **no** |" in lines[0]
+    assert "| 0.48x | ≤ 0.5x | yes |" in lines[1] and "| 2.00x | ≥ 2.0x | yes |" in lines[2]
+
+
 def test_growth_labels_and_measured_param_scaling() -> None:
     assert growth([1, 2, 3, 4])["label"] == "linear"
     assert growth([1, 2, 4, 7])["label"] == "superlinear"

@@ -496,12 +496,19 @@ def learned_flags(tables: dict[str, Any], trivial: dict[str, dict[str, Any]] | N
     return flags, checks
 
 
+def _ratio_text(ratio: float, required: float) -> str:
+    """Two decimals, or three where two would print the bar itself (0.504 missing 0.5 must not read 0.50)."""
+    text = f"{ratio:.2f}"
+    return f"{ratio:.3f}" if float(text) == float(required) and ratio != float(required) else text
+
+
 def _checks_markdown(checks: list[dict[str, Any]]) -> str:
     lines = ["| Row | Task | Trivial | Worst seed / trivial | Required | Learned |", "|---|---|--:|--:|--:|:-:|"]
     for c in checks:
         op = "≤" if c["task"] == "depth" else "≥"
         lines.append(f"| {c['model']} (`{c['row']}`) | {c['task']} {c['metric']} | {c['trivial']:.3f} | "
-                     f"{c['worst_ratio']:.2f}x | {op} {c['required']}x | {'yes' if c['learned'] else '**no**'} |")
+                     f"{_ratio_text(c['worst_ratio'], c['required'])}x | {op} {c['required']}x | "
+                     f"{'yes' if c['learned'] else '**no**'} |")
     return "\n".join(lines)
 
 
