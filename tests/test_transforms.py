@@ -181,8 +181,8 @@ def test_to_tensor_sample() -> None:
 
 @pytest.mark.parametrize("size", [(32, 64), (64, 64)])
 def test_identity_warp_skips_the_spline_and_equals_it(size, monkeypatch) -> None:
-    """Flips-only augmentation and eval at the stored size take the fast path; its output is the resampling's
-    to the bit (the spline reproduces its samples). At another size the spline runs."""
+    """A flips-only augmentation at the stored size takes the fast path; its output is the resampling's to the
+    bit (the spline reproduces its samples). At another size the spline runs."""
     samples = [_sample(32, 64, seed) for seed in range(3)] + [T.hflip(_sample(32, 64, 5))]
     tr = T.TrainTransform(size, T.AugmentParams(flip_prob=0.5, scales=(1.0,)))
     rng = np.random.default_rng(0)
