@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from medusa_mtl.data.synthetic import generate
 from medusa_mtl.engine.evaluation import evaluate_module, load_module
 from medusa_mtl.engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer
 from medusa_mtl.engine.ufl import ufl_module_from_checkpoint
+from medusa_mtl.errors import ConfigError
 from medusa_mtl.metrics import ConfusionMIoU, DepthMetric
 from medusa_mtl.models import list_models
+from medusa_mtl.reports.benchmark import rerender_report
 
 NE = ["semseg", "depth", "normals", "edge"]
 
@@ -201,6 +204,39 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     assert sidecar["settings"]["hrnet_form"] == "timm"
     # two seeds of the same row differ (the seed reaches initialisation and data order)
     assert runs["nyud/mt_baseline/s0"]["metrics"] != runs["nyud/mt_baseline/s1"]["metrics"]
+    # --report-only rewrites the report from results.json and the figures alone (no runs, no datasets): the
+    # same text plus one line saying so
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "res" / "results.json", copy / "results.json")
+    assert cli_main(["benchmark", "--report-only", "--out", str(copy)]) == 0
+
+    def without_note(text: str) -> list[str]:
+        lines = text.splitlines()
+        note = [i for i, line in enumerate(lines) if "re-rendered from that run's `results.json`" in line]
+        assert len(note) == 1 and lines[note[0] + 1] == ""
+        return lines[: note[0]] + lines[note[0] + 2:]
+
+    assert without_note((copy / "REPORT.md").read_text()) == report.splitlines()
+    # a results file from before "figures" was recorded: the prediction figures on disk are linked, per image
+    # in the order the benchmark writes them (this run made none: Medusa is not among its models)
+    saved = json.loads((copy / "results.json").read_text())
+    assert saved["figures"] == []
+    del saved["figures"]
+    (copy / "results.json").write_text(json.dumps(saved))
+    for image in ("synth_000002", "synth_000001"):
+        (copy / "predictions" / image).mkdir(parents=True)
+        for name in ("msa.png", "panel.png", "sfa.png", "notes.png"):
+            (copy / "predictions" / image / name).write_bytes(b"")
+    assert cli_main(["benchmark", "--report-only", "--out", str(copy)]) == 0
+    linked = [line for line in (copy / "REPORT.md").read_text().splitlines() if line.startswith("![predictions/")]
+    assert linked == [f"![predictions/{i}/{n}.png](predictions/{i}/{n}.png)" for i in ("synth_000001", "synth_000002")
+                      for n in ("panel", "sfa", "msa")]
+    with pytest.raises(ConfigError, match="results.json not found"):
+        rerender_report(tmp_path / "nowhere")
+    (copy / "results.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a benchmark results file"):
+        rerender_report(copy)
     # a second invocation reuses every finished run (nothing retrained) and the cached pretrained backbone;
     # the sample cache changes speed only, so a profile without it is still the same run
     result = tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json"
@@ -230,7 +266,6 @@ def test_last_checkpoint_advances_when_validation_gets_worse(synth: dict[str, Pa
 def test_datamodule_scales_replace_the_augmentation(synth: dict[str, Path]) -> None:
     """``scales=[1.0]``: the train transform flips only, so each train sample's depth is the eval sample's
     depth or its mirror image (the protocol's zooms would divide it by 1.2 or 1.5)."""
-    from medusa_mtl.errors import ConfigError
 
     data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), tasks=["semseg", "depth"], size=(64, 64),
                                batch_size=2, num_workers=0, val_fraction=0.25, scales=[1.0])

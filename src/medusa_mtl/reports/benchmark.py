@@ -10,7 +10,8 @@
 
 Every number is measured by this run; nothing is copied or hard-coded. A run whose ``result.json`` exists for
 the same settings is reused, so an interrupted benchmark resumes where it stopped (a half-trained run resumes
-from its ``last.ckpt``).
+from its ``last.ckpt``). ``--report-only`` rewrites ``REPORT.md`` from an existing ``results.json``
+(:func:`rerender_report`).
 """
 
 from __future__ import annotations
@@ -558,6 +559,7 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         + (f", commit {prov['commit']}" if prov.get("commit") else "")
         + "). Every number below was measured by that run; `results.json` holds them all.",
         "",
+        *([extras["rerendered"], ""] if extras.get("rerendered") else []),
         "**Setup.** Synthetic NYUD-like rooms "
         f"({d['nyud']['num_train']} train / {d['nyud']['num_val']} test images at {_size_text(d['nyud']['size'])}) "
         "and synthetic PASCAL-like scenes with articulated figures "
@@ -651,12 +653,18 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the shared pretrained backbone is cached (see `medusa pretrain`)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs trained at once, one torch thread each (default: 2 on a multi-core CPU, 1 on GPU)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rewrite REPORT.md in --out from its results.json with this version's "
+                             "report code (figures already in --out are reused)")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """``medusa benchmark``."""
     import torch
 
+    if getattr(args, "report_only", False):
+        rerender_report(Path(args.out))
+        return 0
     start = time.time()
     profile = load_profile(args.profile)
     if args.seed is not None:
@@ -725,20 +733,83 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "provenance": prov, "profile_settings": profile, "pretrain": pre_record,
         "tables": {k: v for k, v in tables.items() if k != "runs"},
         "run_records": results, "datasets": {k: str(v) for k, v in roots.items()},
+        "figures": extras["predictions"],
     })
     report = write_report(out, profile, tables, results, extras, prov)
+    _print_tables(tables, extras)
+    log(f"wrote {report} and {out / 'results.json'}")
+    return 0
+
+
+def _print_tables(tables: dict[str, Any], extras: dict[str, Any]) -> None:
+    trivial, flags = extras.get("trivial") or {}, extras.get("flags") or {}
     print()
     print(mtl_markdown(tables["mtl"], trivial.get("nyud"), flags.get("mtl")))
     print()
     print(ufl_markdown(tables["ufl"], trivial, flags.get("ufl")))
     print()
-    if extras["claims"]:
+    if extras.get("claims"):
         from .claims import claims_markdown
 
         print(claims_markdown(extras["claims"]))
         print()
-    log(f"wrote {report} and {out / 'results.json'}")
-    return 0
+
+
+def _existing_predictions(out: Path) -> list[str]:
+    """The prediction figures under ``out/predictions`` in report order (per image: panel, sfa, msa)."""
+    order = {"panel.png": 0, "sfa.png": 1, "msa.png": 2}
+    folder = out / "predictions"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("*/*.png") if p.name in order]
+    found.sort(key=lambda p: (p.parent.name, order[p.name]))
+    return [p.relative_to(out).as_posix() for p in found]
+
+
+def rerender_report(out: Path) -> Path:
+    """Rewrite ``out/REPORT.md`` from ``out/results.json`` with the installed report code; nothing is trained.
+
+    The tables, learned checks and claims are recomputed from the recorded runs (``run_records``), so a
+    report written by an older version shows the same measurements in the current format. The header keeps the
+    run's own provenance (time, commit, wall time) and says that the report was re-rendered, and by which
+    commit. Figures already in ``out`` (resource plot, example predictions) are linked, not redrawn.
+
+    Example:
+        >>> rerender_report(Path("results/standard"))  # doctest: +SKIP
+    """
+    path = out / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"--report-only: {path} not found; --out must be the folder of a finished benchmark "
+                          "(the one holding its results.json)")
+    try:
+        saved = json.loads(path.read_text())
+        profile, results, prov = saved["profile_settings"], saved["run_records"], saved["provenance"]
+        trivial = saved.get("trivial")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--report-only: {path} is not a benchmark results file (expected the keys "
+                          f"profile_settings, run_records and provenance): {exc!r}") from exc
+    runs = [r for r in plan_runs(None, profile) if r.key in results]
+    tables = build_tables(results, runs)
+    flags, checks = learned_flags(tables, trivial)
+    extras: dict[str, Any] = {"trivial": trivial, "flags": flags, "checks": checks, "pretrain": saved.get("pretrain")}
+    md, png = out / "resources_nyud.md", out / "resources_nyud.png"
+    if md.is_file():
+        extras["resources_md"] = md.read_text()
+    if png.is_file():
+        extras["resources_png"] = png.name
+    figures = saved.get("figures")
+    extras["predictions"] = figures if figures is not None else _existing_predictions(out)
+    extras["claims"] = _claims(tables, lambda msg: None) if saved.get("claims") is not None else None
+    commit = _git_commit()
+    extras["rerendered"] = ("This report was re-rendered from that run's `results.json` by "
+                            "`medusa benchmark --report-only`"
+                            + (f" at commit {commit}" if commit else "")
+                            + f" on {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; the measurements "
+                            "are the run's, the formatting and the derived checks are this version's.")
+    report = write_report(out, profile, tables, results, extras, prov)
+    _print_tables(tables, extras)
+    print(f"rewrote {report} from {path}", flush=True)
+    return report
 
 
 def _git_commit() -> str | None:
