@@ -266,7 +266,6 @@ def test_last_checkpoint_advances_when_validation_gets_worse(synth: dict[str, Pa
 def test_datamodule_scales_replace_the_augmentation(synth: dict[str, Path]) -> None:
     """``scales=[1.0]``: the train transform flips only, so each train sample's depth is the eval sample's
     depth or its mirror image (the protocol's zooms would divide it by 1.2 or 1.5)."""
-
     data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), tasks=["semseg", "depth"], size=(64, 64),
                                batch_size=2, num_workers=0, val_fraction=0.25, scales=[1.0])
     data.setup("fit")

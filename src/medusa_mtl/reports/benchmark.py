@@ -660,11 +660,11 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """``medusa benchmark``."""
-    import torch
-
     if getattr(args, "report_only", False):
         rerender_report(Path(args.out))
         return 0
+    import torch
+
     start = time.time()
     profile = load_profile(args.profile)
     if args.seed is not None:
@@ -716,9 +716,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                                       pretrained_file=pretrained_file))
     else:
         _run_parallel(ordered, jobs, profile, roots, out, results, log, finished, pretrained_file)
-    tables = build_tables(results, runs)
-    flags, checks = learned_flags(tables, trivial)
-    extras: dict[str, Any] = {"trivial": trivial, "flags": flags, "checks": checks, "pretrain": pre_record}
+    tables, extras = _tables_and_checks(results, runs, trivial, pre_record)
     if not args.skip_resources:
         extras.update(_resources(out, log))
     extras["predictions"] = _predictions(out, results, roots, profile, log)
@@ -729,7 +727,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     write_json(out / "results.json", {
         "profile": profile["profile"], "wall_time_s": wall,
         "pretrain_wall_time_s": pre_record["wall_time_s"] if pre_record else None,
-        "trivial": trivial, "runs": tables["runs"], "claims": extras["claims"], "learned": checks,
+        "trivial": trivial, "runs": tables["runs"], "claims": extras["claims"], "learned": extras["checks"],
         "provenance": prov, "profile_settings": profile, "pretrain": pre_record,
         "tables": {k: v for k, v in tables.items() if k != "runs"},
         "run_records": results, "datasets": {k: str(v) for k, v in roots.items()},
@@ -739,6 +737,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
     _print_tables(tables, extras)
     log(f"wrote {report} and {out / 'results.json'}")
     return 0
+
+
+def _tables_and_checks(results: dict[str, dict[str, Any]], runs: list[Run], trivial: dict[str, Any] | None,
+                       pretrain: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tables of the recorded runs and the report's extras derived from them (trivial row, learned checks)."""
+    tables = build_tables(results, runs)
+    flags, checks = learned_flags(tables, trivial)
+    return tables, {"trivial": trivial, "flags": flags, "checks": checks, "pretrain": pretrain}
 
 
 def _print_tables(tables: dict[str, Any], extras: dict[str, Any]) -> None:
@@ -789,14 +795,8 @@ def rerender_report(out: Path) -> Path:
         raise ConfigError(f"--report-only: {path} is not a benchmark results file (expected the keys "
                           f"profile_settings, run_records and provenance): {exc!r}") from exc
     runs = [r for r in plan_runs(None, profile) if r.key in results]
-    tables = build_tables(results, runs)
-    flags, checks = learned_flags(tables, trivial)
-    extras: dict[str, Any] = {"trivial": trivial, "flags": flags, "checks": checks, "pretrain": saved.get("pretrain")}
-    md, png = out / "resources_nyud.md", out / "resources_nyud.png"
-    if md.is_file():
-        extras["resources_md"] = md.read_text()
-    if png.is_file():
-        extras["resources_png"] = png.name
+    tables, extras = _tables_and_checks(results, runs, trivial, saved.get("pretrain"))
+    extras.update({k: v for k, v in _resource_figures(out).items() if v is not None})
     figures = saved.get("figures")
     extras["predictions"] = figures if figures is not None else _existing_predictions(out)
     extras["claims"] = _claims(tables, lambda msg: None) if saved.get("claims") is not None else None
@@ -989,6 +989,11 @@ def _resources(out: Path, log: Any) -> dict[str, Any]:
         return {}
     log("resource report (params and FLOPs, NYUD 480x640)")
     write_resources("nyud", 6, out)
+    return _resource_figures(out)
+
+
+def _resource_figures(out: Path) -> dict[str, Any]:
+    """The resource table and plot the report links, where ``out`` has them (None otherwise)."""
     md = out / "resources_nyud.md"
     png = out / "resources_nyud.png"
     return {"resources_md": md.read_text() if md.is_file() else None,
