@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from .. import __version__
 
 # name -> (module, add-arguments function, run function, help)
+DESCRIPTION = ("Multi-task dense prediction: Medusa, its baselines (single-task, MT baseline, MTAN, PAD-Net, MTI-Net), "
+               "the NYUD-v2 / PASCAL-Context protocols and universal feature learning.")
+
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "data synth": ("medusa_mtl.data.synthetic", "add_synth_arguments", "run_synth",
                    "write a synthetic NYUD_MT / PASCAL_MT dataset"),
@@ -92,7 +95,8 @@ def _split_verbose(argv: list[str]) -> tuple[list[str], bool]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medusa", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="medusa", description=DESCRIPTION,
+                                     epilog="`medusa COMMAND --help` for a command's options; README.md for a tour.")
     parser.add_argument("--version", action="version", version=f"medusa-mtl {__version__}")
     parser.add_argument("--verbose", action="store_true",
                         help=f"show the libraries' warnings and notices (also {VERBOSE_ENV}=1); anywhere on the line")
