@@ -308,3 +308,25 @@ def test_datamodule_cache_gives_the_same_batches(synth: dict[str, Path]) -> None
                 b = getattr(cached, name)[i]
                 assert torch.equal(a["image"], b["image"]) and torch.equal(a["depth"], b["depth"])
     assert len(cached.train_set._cache) == len(cached.train_set)
+
+
+def test_model_summary_measures_flops_at_the_input_size(synth: dict[str, Path], tmp_path: Path) -> None:
+    """`medusa fit` prints Lightning's model summary: its FLOPs are those of one eval forward at the data size
+    (FlopCounterMode, as `medusa resources` counts them), not 0."""
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud")
+    data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), size=(64, 96), batch_size=2,
+                               num_workers=0, val_fraction=0.25)
+    assert MultiTaskDataModule(dataset="pascal", root=str(synth["pascal"])).input_size == (512, 512)
+    trainer = make_trainer(max_epochs=1, default_root_dir=str(tmp_path), enable_progress_bar=False, logger=False,
+                           enable_checkpointing=False, limit_train_batches=1, limit_val_batches=1,
+                           num_sanity_val_steps=0)
+    trainer.fit(module, data)
+    assert tuple(module.example_input_array.shape) == (1, 3, 64, 96)
+    module.net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module.net(torch.zeros(1, 3, 64, 96))
+    assert counter.get_total_flops() > 0
+    assert ModelSummary(module).total_flops == counter.get_total_flops()

@@ -205,6 +205,13 @@ class MultiTaskModule(L.LightningModule):
         for decl in self.hparams.get("dataset_specs") or []:
             register_declaration(decl)
 
+    def setup(self, stage: str) -> None:
+        # Lightning's model summary measures FLOPs on ``example_input_array`` and prints 0 without one: give it
+        # one image of the run's input size when the data module says what that is.
+        size = getattr(getattr(self._trainer, "datamodule", None), "input_size", None)
+        if size is not None and self.example_input_array is None:
+            self.example_input_array = torch.zeros(1, 3, int(size[0]), int(size[1]))
+
     # -- forward -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         return self.net(x)
@@ -470,6 +477,11 @@ class MultiTaskDataModule(L.LightningDataModule):
         if self.max_eval is not None:
             val, test = val[: self.max_eval], test[: self.max_eval]
         return train, val, test
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The network's input size (H, W): ``size``, or the dataset's default size when that is ``None``."""
+        return self.size if self.size is not None else tuple(get_dataset_info(self.dataset_name).default_size)
 
     def setup(self, stage: str | None = None) -> None:
         tasks = self._resolve_tasks()
