@@ -6,8 +6,9 @@ counters, but not the random streams: a resumed epoch would draw another shuffle
 every random draw of training is derived from the seed and the epoch instead of from a stream's history:
 
 * :class:`EpochShuffleSampler` shuffles with a generator seeded from ``(seed, epoch)`` (Lightning calls
-  ``set_epoch`` before every epoch, a resumed one included) and shards the order across DDP ranks. It yields
-  ``(index, sample_seed)`` pairs: ``sample_seed`` is derived from ``(seed, epoch, index)``.
+  ``set_epoch`` before every epoch, a resumed one included; the training loader also starts it at the fit's
+  first epoch, because workers prefetch from it before that first ``set_epoch``) and shards the order across
+  DDP ranks. It yields ``(index, sample_seed)`` pairs: ``sample_seed`` is derived from ``(seed, epoch, index)``.
 * :class:`SeededSamples` wraps the training dataset: ``dataset[(index, sample_seed)]`` reads the sample with
   torch's CPU generator temporarily seeded by ``sample_seed`` (the train transform draws its augmentation from
   torch's generator). The augmentation of a sample therefore depends neither on the DataLoader workers (also

@@ -503,6 +503,10 @@ class MultiTaskDataModule(L.LightningDataModule):
         world, rank = world_and_rank(self.trainer)
         if train:
             sampler: Any = EpochShuffleSampler(ds, seed=global_seed(), num_replicas=world, rank=rank)
+            # Lightning creates the loader's iterator, and workers start prefetching from the sampler, before it
+            # calls set_epoch for the fit's first epoch: a resumed fit would draw that epoch's first batches (all
+            # of it: the sampler computes its order once) with epoch 0's order and seeds. Start at that epoch.
+            sampler.set_epoch(_first_epoch(self.trainer))
             ds = SeededSamples(ds)
             per_rank = len(sampler)
         else:
@@ -531,6 +535,15 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)
+
+
+def _first_epoch(trainer: Any) -> int:
+    """The epoch a fit is about to start (after a resume, the first one not finished); 0 outside a fit."""
+    loop = getattr(trainer, "fit_loop", None) if trainer is not None else None
+    try:
+        return int(loop.epoch_progress.current.processed)  # what Lightning's own set_epoch will use
+    except AttributeError:
+        return 0
 
 
 # -- trainer assembly ----------------------------------------------------------------------------------------
