@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cli_helpers import run_cli
 from medusa_mtl.cli import main as cli_main
 from medusa_mtl.data.synthetic import generate
 from medusa_mtl.engine.evaluation import evaluate_module, load_module
@@ -330,3 +331,58 @@ def test_model_summary_measures_flops_at_the_input_size(synth: dict[str, Path], 
         module.net(torch.zeros(1, 3, 64, 96))
     assert counter.get_total_flops() > 0
     assert ModelSummary(module).total_flops == counter.get_total_flops()
+
+
+def test_ufl_cli_resumes_an_interrupted_run_exactly_and_guards_its_out(synth: dict[str, Path], tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import lightning as L
+
+    import medusa_mtl.engine.training as training
+
+    source = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud")
+    ckpt = _fit(source, synth["nyud"], tmp_path / "src") / "last.ckpt"
+
+    def ufl(out: str, *extra: str) -> tuple[int, str]:
+        rc, _, err = run_cli(["ufl", "--source-ckpt", str(ckpt), "--tasks", "human_parts,sal", "--root",
+                              str(synth["pascal"]), "--size", "64x64", "--epochs", "3", "--batch-size", "2",
+                              "--out", str(tmp_path / out), *extra])
+        return rc, err
+
+    assert ufl("whole")[0] == 0
+    whole = json.loads((tmp_path / "whole" / "ufl_metrics.json").read_text())
+    assert whole["tested_ckpt"].endswith("best.ckpt") and 0 <= whole["tested_epoch"] <= 2
+    assert whole["metrics"] == evaluate_module(load_module(whole["tested_ckpt"]), _pascal_test_loader(synth))
+
+    class Crash(Exception):
+        pass
+
+    class CrashAtEpoch2(L.Callback):
+        def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            if trainer.current_epoch == 2:
+                raise Crash
+
+    plain = training.make_trainer
+    with monkeypatch.context() as m:
+        m.setattr(training, "make_trainer", lambda **kw: plain(**kw, callbacks=[CrashAtEpoch2()]))
+        with pytest.raises(Crash):
+            ufl("cut")
+    assert not (tmp_path / "cut" / "ufl_metrics.json").exists()
+    rc, err = ufl("cut")  # a second run would overwrite the first one's checkpoints
+    assert rc == 2 and "--resume" in err and "last.ckpt" in err, err
+    rc, err = ufl("empty", "--resume")
+    assert rc == 2 and "no interrupted run" in err, err
+
+    rc, err = ufl("cut", "--resume")  # with the CLI's default two DataLoader workers
+    assert rc == 0, err
+    resumed = json.loads((tmp_path / "cut" / "ufl_metrics.json").read_text())
+    assert resumed["metrics"] == whole["metrics"] and resumed["tested_epoch"] == whole["tested_epoch"]
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _pascal_test_loader(synth: dict[str, Path]) -> torch.utils.data.DataLoader:
+    data = MultiTaskDataModule(dataset="pascal", root=str(synth["pascal"]), tasks=["human_parts", "sal"],
+                               size=(64, 64), batch_size=2, num_workers=0)
+    data.setup("test")
+    return data.test_dataloader()

@@ -68,6 +68,9 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON of single-task results {task: {metric: value}} for delta-m")
     parser.add_argument("--out", default="runs/ufl", help="output folder (checkpoints, logs, metrics)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --out from its checkpoints/last.ckpt (same options); "
+                             "it ends as the uninterrupted run would")
 
 
 def run_ufl(args: argparse.Namespace) -> int:
@@ -75,11 +78,19 @@ def run_ufl(args: argparse.Namespace) -> int:
     import lightning as L
     import yaml
 
+    from ..errors import ConfigError
     from ..provenance import provenance, write_json
     from ..tasks import delta_m
-    from .evaluation import evaluate_module, load_single_task_results
+    from .evaluation import evaluate_module, load_module, load_single_task_results
     from .training import MultiTaskDataModule, make_trainer
 
+    out = Path(args.out)
+    last = out / "checkpoints" / "last.ckpt"
+    if args.resume and not last.is_file():
+        raise ConfigError(f"--resume: no interrupted run to continue in --out {out} ({last} does not exist)")
+    if not args.resume and last.is_file():  # a second run would overwrite the first one's checkpoints
+        raise ConfigError(f"--out {out} already holds a UFL run ({last}): pass --resume to continue it, "
+                          "or choose another --out")
     cfg: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
@@ -101,16 +112,21 @@ def run_ufl(args: argparse.Namespace) -> int:
     if "human_parts" in module.main_tasks and len(module.main_tasks) == 1:
         data_cfg.setdefault("drop_images_without_person", True)
     data = MultiTaskDataModule(**data_cfg)
-    out = Path(args.out)
     trainer_cfg["max_epochs"] = args.epochs or trainer_cfg.get("max_epochs", 60)
     trainer = make_trainer(default_root_dir=str(out), **trainer_cfg)
     start = time.time()
-    trainer.fit(module, data)
+    trainer.fit(module, data, ckpt_path=str(last) if args.resume else None)
+    # Tested: the epoch selected on the held-out split (as `medusa fit` + `medusa evaluate best.ckpt` and the
+    # benchmark do), or the last epoch when checkpointing is switched off.
+    best_path = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
+    tested = load_module(best_path) if best_path else module
     data.setup("test")
-    results = evaluate_module(module, data.test_dataloader())
+    results = evaluate_module(tested, data.test_dataloader())
     single = load_single_task_results(args.single_task) if args.single_task else None
     report = {
         "source_ckpt": str(args.source_ckpt),
+        "tested_ckpt": best_path or None,
+        "tested_epoch": _epoch_of(best_path) if best_path else trainer.current_epoch - 1,  # 0-based
         "tasks": module.main_tasks,
         "dataset": module.eval_dataset,
         "metrics": results,
@@ -123,3 +139,10 @@ def run_ufl(args: argparse.Namespace) -> int:
                      indent=2))
     print(f"wrote {out / 'ufl_metrics.json'}")
     return 0
+
+
+def _epoch_of(path: str) -> int | None:
+    from .checkpoints import load_checkpoint
+
+    epoch = load_checkpoint(path).get("epoch")
+    return int(epoch) if epoch is not None else None
