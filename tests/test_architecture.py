@@ -130,5 +130,9 @@ def test_short_form_create_model() -> None:
     model = medusa_mtl.create_model("mt_baseline", tasks=["semseg", "depth"], dataset="nyud")
     assert sorted(model.tasks) == ["depth", "semseg"]
     assert medusa_mtl.list_models() == medusa_mtl.models.list_models()
+    assert medusa_mtl.list_models("m*") == ["medusa", "mt_baseline", "mtan", "mtinet"]
+    assert medusa_mtl.list_models(["pad*", "single_*"]) == ["padnet", "single_task"]
+    assert medusa_mtl.list_models("nothing*") == []
+    assert medusa_mtl.is_model("mtinet") and not medusa_mtl.is_model("mti-net")
     with pytest.raises(AttributeError):
         medusa_mtl.no_such_thing  # noqa: B018

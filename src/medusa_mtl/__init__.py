@@ -17,11 +17,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models", "Predictor"]
+__all__ = ["__version__", "create_model", "is_model", "list_models", "Predictor"]
 
 _LAZY = {
     "create_model": "medusa_mtl.models.factory",
     "list_models": "medusa_mtl.models.factory",
+    "is_model": "medusa_mtl.models.factory",
     "Predictor": "medusa_mtl.engine.predictor",
 }
 

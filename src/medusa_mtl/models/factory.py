@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,12 +22,26 @@ from ..tasks import parse_tasks
 from . import medusa, mt_baseline, mtan, mtinet, padnet, single_task  # noqa: F401  (they register themselves)
 from .registry import model_entrypoint, registered_models
 
-__all__ = ["create_model", "list_models", "resolve_tasks"]
+__all__ = ["create_model", "is_model", "list_models", "resolve_tasks"]
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, in registration order."""
-    return registered_models()
+def list_models(filter: str | Sequence[str] = "") -> list[str]:  # noqa: A002  (timm's name for it)
+    """Names of the registered models, in registration order; ``filter``: shell-style wildcard(s), as timm's.
+
+    Example:
+        >>> list_models("m*")
+        ['medusa', 'mt_baseline', 'mtan', 'mtinet']
+    """
+    patterns = [filter] if isinstance(filter, str) else list(filter)
+    names = registered_models()
+    if not any(patterns):
+        return names
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns if p)]
+
+
+def is_model(name: str) -> bool:
+    """Whether ``name`` is a registered model (``create_model`` accepts it)."""
+    return name in registered_models()
 
 
 def resolve_tasks(
