@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -189,3 +190,35 @@ def test_benchmark_predictions_use_the_first_seed_of_medusa(nyud_root: Path, tmp
     profile = {"seed": 0, "seeds": [1, 2], "predict_images": 1}
     out = benchmark._predictions(tmp_path, results, {"nyud": nyud_root}, profile, lambda m: None)
     assert out == ["predictions/x.png"] and calls[0][0] == "b.ckpt" and len(calls[0][1]) == 1
+
+
+def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Path) -> None:
+    """A benchmark run resumes an interrupted run from its last.ckpt, but checkpoints that another setting left
+    in the same folder (here 1 epoch, now 2) are not resumed: the run starts afresh and equals a fresh run."""
+    from medusa_mtl.reports.benchmark import Run, dataset_root, ensure_dataset, execute_run
+
+    spec = {"num_train": 8, "num_val": 2, "size": [64, 64], "scales": [1.0]}
+    root = dataset_root(tmp_path / "data", "nyud", spec, 0)
+    ensure_dataset(root, "nyud", spec, 0, lambda m: None)
+
+    def run(out: str, epochs: int) -> tuple[dict, list[str]]:
+        profile = {"seed": 0, "data": {"nyud": spec}, "hrnet_form": "timm",
+                   "loader": {"batch_size": 4, "num_workers": 0, "val_fraction": 0.25},
+                   "mtl": {"epochs": epochs, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}}
+        logs: list[str] = []
+        record = execute_run(Run("nyud/mt_baseline/s0", "mtl", "mt_baseline", "MT baseline", "HRHead", "nyud",
+                                 ["semseg", "depth"], base="nyud/mt_baseline"),
+                             profile, {"nyud": root}, tmp_path / out, {}, logs.append, progress=False)
+        return record, logs
+
+    run("a", 1)
+    changed, logs = run("a", 2)
+    assert any("other settings; starting afresh" in m for m in logs), logs
+    fresh, logs = run("b", 2)
+    assert not any("afresh" in m for m in logs)
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731  (NaN == NaN)
+    assert same(changed["test"], fresh["test"]) and changed["best_epoch"] == fresh["best_epoch"]
+    # an interrupted run of the same settings (checkpoints, no result yet) is resumed, not restarted
+    (tmp_path / "b" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json").unlink()
+    resumed, logs = run("b", 2)
+    assert not any("afresh" in m for m in logs) and same(resumed["test"], fresh["test"])

@@ -245,6 +245,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         callbacks=None if progress else [EpochSummary(f"    {run.key}:")],
     )
     last = run_dir / "checkpoints" / "last.ckpt"
+    _forget_stale_checkpoints(run.key, run_dir, fingerprint, log)
     t0 = time.time()
     trainer.fit(module, data, ckpt_path=str(last) if last.is_file() else None)
     train_time = time.time() - t0
@@ -264,6 +265,20 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     }
     write_json(record_path, record)
     return record
+
+
+def _forget_stale_checkpoints(key: str, run_dir: Path, fingerprint: str, log: Any) -> None:
+    """Resume only a run of the same settings: checkpoints left by a run of other settings (another profile
+    file, epochs, lr, data, pretraining; or an older version that wrote no fingerprint) are removed, and the
+    run starts afresh. ``run_dir/fingerprint`` names the settings its checkpoints belong to."""
+    stamp = run_dir / "fingerprint"
+    ckpts = run_dir / "checkpoints"
+    old = stamp.read_text().strip() if stamp.is_file() else None
+    if ckpts.is_dir() and any(ckpts.iterdir()) and old != fingerprint:
+        log(f"{key}: the checkpoints in {ckpts} were made with other settings; starting afresh")
+        shutil.rmtree(ckpts)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
 
 
 def _ckpt_epoch(path: Path) -> int | None:
