@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-# name -> (module, add-arguments function, run function, help)
 DESCRIPTION = ("Multi-task dense prediction: Medusa, its baselines (single-task, MT baseline, MTAN, PAD-Net, MTI-Net), "
                "the NYUD-v2 / PASCAL-Context protocols and universal feature learning.")
 
+# name -> (module, add-arguments function, run function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "data synth": ("medusa_mtl.data.synthetic", "add_synth_arguments", "run_synth",
                    "write a synthetic NYUD_MT / PASCAL_MT dataset"),
