@@ -386,3 +386,25 @@ def _pascal_test_loader(synth: dict[str, Path]) -> torch.utils.data.DataLoader:
                                size=(64, 64), batch_size=2, num_workers=0)
     data.setup("test")
     return data.test_dataloader()
+
+
+def test_evaluate_cli_scores_at_the_training_size_and_checks_the_reference_first(synth: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    ckpt = _fit(MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud"), synth["nyud"],
+                tmp_path / "run") / "last.ckpt"  # trained at 64x64 (NYUD's default is 480x640)
+    out = tmp_path / "eval.json"
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(synth["nyud"]), "--num-workers", "0",
+                          "--out", str(out)])
+    assert rc == 0, err
+    data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), tasks=["semseg", "depth"], size=(64, 64),
+                               batch_size=4, num_workers=0)
+    data.setup("test")
+    direct = evaluate_module(load_module(ckpt), data.test_dataloader())
+    assert json.loads(out.read_text())["metrics"]["depth"]["rmse"] == pytest.approx(direct["depth"]["rmse"])
+    partial = tmp_path / "st.json"
+    partial.write_text(json.dumps({"semseg": {"mIoU": 30.0}}))
+    out.unlink()
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(synth["nyud"]), "--num-workers", "0",
+                          "--single-task", str(partial), "--out", str(out)])
+    assert rc == 2 and str(partial) in err and "depth.rmse" in err and "Traceback" not in err, err
+    assert not out.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,10 @@ def evaluate_module(module: Any, loader: DataLoader, progress: bool = False) -> 
     return results
 
 
-def load_single_task_results(path: str | Path) -> dict[str, dict[str, float]]:
-    """Read single-task reference results: ``{task: {metric: value}}`` or an evaluate JSON (``metrics`` key)."""
+def load_single_task_results(path: str | Path, tasks: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Read single-task reference results: ``{task: {metric: value}}`` or an evaluate JSON (``metrics`` key).
+
+    With ``tasks``, check now (before any evaluation) that every task has its Δm metric, non-zero."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"single-task results file not found: {path}")
@@ -62,6 +65,14 @@ def load_single_task_results(path: str | Path) -> dict[str, dict[str, float]]:
         data = data["metrics"]
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f"{path}: expected {{task: {{metric: value}}}}")
+    from ..tasks import get_task
+
+    for name in tasks or []:
+        key = get_task(name).dm_metric
+        value = data.get(name, {}).get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value == 0 or value != value:
+            raise ConfigError(f"{path}: needs a non-zero number {name}.{key} (the single-task reference of Δm), "
+                              f"found {value!r}")
     return data
 
 
@@ -73,7 +84,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=None, help="nyud or pascal (default: the checkpoint's)")
     parser.add_argument("--split", default="test", choices=["test", "heldout"],
                         help="test = the official val split; heldout = the validation split carved from train")
-    parser.add_argument("--size", default=None, help="network input HxW (default: the dataset's)")
+    parser.add_argument("--size", default=None,
+                        help="network input HxW (default: the checkpoint's training size, else the dataset's)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--max-samples", type=int, default=None)
@@ -98,7 +110,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for flag, value in (("--edge-tolerance", args.edge_tolerance), ("--sal-beta2", args.sal_beta2)):
         if value is not None and not value > 0:
             raise ConfigError(f"{flag} must be a positive number, got {value}")
+    from .checkpoints import load_checkpoint
+
     module = load_module(args.ckpt)
+    single = load_single_task_results(args.single_task, module.main_tasks) if args.single_task else None
+    # scored at the size it was trained at (as `medusa predict` and `export` run it) unless --size says otherwise
+    recorded = (load_checkpoint(args.ckpt).get("datamodule_hyper_parameters") or {}).get("size")
+    size = parse_network_size(args.size) or (tuple(int(v) for v in recorded) if recorded else None)
     options = {t: dict(o) for t, o in (module.hparams.get("metric_options") or {}).items()}
     from ..tasks import get_task
 
@@ -114,13 +132,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if root.suffix in (".yaml", ".yml"):  # a dataset.yaml: the tasks' declaration is the checkpoint's own
         root = root.parent
     data = MultiTaskDataModule(
-        dataset=dataset, root=str(root), tasks=module.main_tasks, size=parse_network_size(args.size),
+        dataset=dataset, root=str(root), tasks=module.main_tasks, size=size,
         batch_size=args.batch_size, num_workers=args.num_workers, max_eval=args.max_samples,
     )
     data.setup("test")
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
     results = evaluate_module(module, loader, progress=True)
-    single = load_single_task_results(args.single_task) if args.single_task else None
     dm = delta_m(results, single, module.main_tasks) if single else None
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".metrics.json")
     write_json(out, {
