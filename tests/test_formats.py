@@ -329,3 +329,13 @@ def test_split_files(nyud_root: Path, tmp_path: Path) -> None:
 def test_unknown_task_in_reader(nyud_root: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown NYUD task 'sal'.*semseg"):
         formats.read_nyud_sample(nyud_root, "n0", ["sal"])
+
+
+def test_read_image_scales_16_bit_gray_instead_of_clipping(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 65535, 64 * 32).round().astype(np.uint16).reshape(32, 64)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")  # a 16-bit grayscale PNG
+    arr = formats.read_image(tmp_path / "g16.png")
+    assert arr.shape == (32, 64, 3) and arr.dtype == np.uint8
+    assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all()
+    np.testing.assert_allclose(arr[..., 0].astype(float), ramp / 257.0, atol=0.51)
+    assert arr.min() == 0 and arr.max() == 255 and 120 < arr.mean() < 135  # PIL's convert("RGB") gave ~254

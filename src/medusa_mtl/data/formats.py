@@ -486,13 +486,21 @@ def _require_file(path: Path, what: str) -> None:
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an RGB image as uint8 H x W x 3 (gray or palette images are converted to RGB)."""
+    """Read an RGB image as uint8 H x W x 3 (gray or palette images are converted to RGB; 16-bit gray is
+    scaled to 8 bits, not clipped)."""
     path = Path(path)
     _require_file(path, "an RGB image")
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            if im.mode.startswith("I;16") or im.mode == "I":
+                # PIL's convert("RGB") clips these at 255 (a 16-bit photo turns white): scale the range instead
+                gray = np.asarray(im).astype(np.int64)
+                full = 65535 if im.mode.startswith("I;16") or gray.max(initial=0) <= 65535 else int(gray.max())
+                gray = np.clip(np.round(gray * (255.0 / max(full, 1))), 0, 255).astype(np.uint8)
+                arr = np.repeat(gray[..., None], 3, axis=2)
+            else:
+                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataFormatError(
             path, f"unreadable or truncated image (expected an RGB JPEG/PNG): {e}"
