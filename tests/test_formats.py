@@ -339,3 +339,5 @@ def test_read_image_scales_16_bit_gray_instead_of_clipping(tmp_path: Path) -> No
     assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all()
     np.testing.assert_allclose(arr[..., 0].astype(float), ramp / 257.0, atol=0.51)
     assert arr.min() == 0 and arr.max() == 255 and 120 < arr.mean() < 135  # PIL's convert("RGB") gave ~254
+    with Image.open(tmp_path / "g16.png") as im:  # the same conversion for a PIL image given to the Predictor
+        np.testing.assert_array_equal(formats.pil_to_rgb(im), arr)

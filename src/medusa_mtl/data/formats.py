@@ -485,6 +485,17 @@ def _require_file(path: Path, what: str) -> None:
         raise DataFormatError(path, f"missing file (expected {what})")
 
 
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """A PIL image as uint8 H x W x 3: gray and palette images converted to RGB, 16-bit gray scaled to 8 bits
+    (PIL's ``convert("RGB")`` clips it at 255, turning a 16-bit photo white)."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        gray = np.asarray(im).astype(np.int64)
+        full = 65535 if im.mode.startswith("I;16") or gray.max(initial=0) <= 65535 else int(gray.max())
+        gray = np.clip(np.round(gray * (255.0 / max(full, 1))), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an RGB image as uint8 H x W x 3 (gray or palette images are converted to RGB; 16-bit gray is
     scaled to 8 bits, not clipped)."""
@@ -493,14 +504,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode.startswith("I;16") or im.mode == "I":
-                # PIL's convert("RGB") clips these at 255 (a 16-bit photo turns white): scale the range instead
-                gray = np.asarray(im).astype(np.int64)
-                full = 65535 if im.mode.startswith("I;16") or gray.max(initial=0) <= 65535 else int(gray.max())
-                gray = np.clip(np.round(gray * (255.0 / max(full, 1))), 0, 255).astype(np.uint8)
-                arr = np.repeat(gray[..., None], 3, axis=2)
-            else:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            arr = pil_to_rgb(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataFormatError(
             path, f"unreadable or truncated image (expected an RGB JPEG/PNG): {e}"

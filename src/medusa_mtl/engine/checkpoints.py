@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..errors import CheckpointError
+from ..data.transforms import check_size
+from ..errors import CheckpointError, ConfigError
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -64,3 +66,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
+
+
+# where a module / checkpoint records the network input size it was trained at
+_SIZE_KEYS = ("size", "train_size", "input_size", "image_size")
+
+
+def _size_from(mapping: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    for key in _SIZE_KEYS:
+        value = (mapping or {}).get(key)
+        if value is not None:
+            try:
+                return check_size(value)
+            except ValueError as err:
+                raise ConfigError(f"the checkpoint records an unusable training {key} {value!r}: {err}") from None
+    return None
+
+
+def training_size(module: Any, checkpoint: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
+    """The network input size the module was trained at, if recorded: in its hparams, or in the checkpoint's
+    ``hyper_parameters`` / ``datamodule_hyper_parameters``; ``None`` otherwise."""
+    hp = getattr(module, "hparams", None)
+    size = _size_from(dict(hp) if hp is not None else None)
+    if size is None and checkpoint is not None:
+        size = _size_from(checkpoint.get("hyper_parameters"))
+        size = size or _size_from(checkpoint.get("datamodule_hyper_parameters"))
+    return size

@@ -22,11 +22,12 @@ from ..tasks import delta_m
 from .checkpoints import load_checkpoint
 
 
-def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
-    """Rebuild a :class:`~medusa_mtl.engine.training.MultiTaskModule` from a checkpoint (``weights_only=True``)."""
+def load_module(ckpt_path: str | Path, map_location: str = "cpu", checkpoint: dict[str, Any] | None = None) -> Any:
+    """Rebuild a :class:`~medusa_mtl.engine.training.MultiTaskModule` from a checkpoint (``weights_only=True``);
+    ``checkpoint``: its already loaded contents (then ``ckpt_path`` is not read again)."""
     from .training import MultiTaskModule
 
-    ckpt = load_checkpoint(ckpt_path, map_location=map_location)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(ckpt_path, map_location=map_location)
     hp = dict(ckpt.get("hyper_parameters") or {})
     hp.pop("pretrained_file", None)  # the trained weights are in the checkpoint
     module = MultiTaskModule(**hp)
@@ -110,13 +111,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for flag, value in (("--edge-tolerance", args.edge_tolerance), ("--sal-beta2", args.sal_beta2)):
         if value is not None and not value > 0:
             raise ConfigError(f"{flag} must be a positive number, got {value}")
-    from .checkpoints import load_checkpoint
+    from .checkpoints import training_size
 
-    module = load_module(args.ckpt)
+    ckpt = load_checkpoint(args.ckpt)
+    module = load_module(args.ckpt, checkpoint=ckpt)
     single = load_single_task_results(args.single_task, module.main_tasks) if args.single_task else None
     # scored at the size it was trained at (as `medusa predict` and `export` run it) unless --size says otherwise
-    recorded = (load_checkpoint(args.ckpt).get("datamodule_hyper_parameters") or {}).get("size")
-    size = parse_network_size(args.size) or (tuple(int(v) for v in recorded) if recorded else None)
+    size = parse_network_size(args.size) or training_size(module, ckpt)
     options = {t: dict(o) for t, o in (module.hparams.get("metric_options") or {}).items()}
     from ..tasks import get_task
 

@@ -30,17 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.formats import read_image
+from ..data.formats import pil_to_rgb, read_image
 from ..data.transforms import check_size, normalize_image, resize_image
 from ..errors import ConfigError
 from ..tasks import get_task
+from .checkpoints import training_size
 
 __all__ = ["Predictor", "ImageInput", "as_rgb_array", "training_size"]
 
 ImageInput = str | os.PathLike[str] | np.ndarray | Any  # Any: a PIL.Image
 
 # Keys under which a training size may be recorded (module hparams, or a checkpoint's datamodule hparams).
-_SIZE_KEYS = ("size", "train_size", "input_size", "image_size")
 
 
 def as_rgb_array(image: ImageInput) -> np.ndarray:
@@ -48,7 +48,7 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
     if isinstance(image, str | os.PathLike):
         return read_image(image)
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 2:
@@ -59,28 +59,6 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
             raise ValueError(f"expected a uint8 image array (0..255), got dtype {arr.dtype}")
         return np.ascontiguousarray(arr[:, :, :3])
     raise TypeError(f"expected an image path, a PIL.Image or a numpy array, got {type(image).__name__}")
-
-
-def _size_from(mapping: Mapping[str, Any] | None) -> tuple[int, int] | None:
-    for key in _SIZE_KEYS:
-        value = (mapping or {}).get(key)
-        if value is not None:
-            try:
-                return check_size(value)
-            except ValueError as err:
-                raise ConfigError(f"the checkpoint records an unusable training {key} {value!r}: {err}") from None
-    return None
-
-
-def training_size(module: Any, checkpoint: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
-    """The network input size the module was trained at, if recorded: in its hparams, or in the checkpoint's
-    ``hyper_parameters`` / ``datamodule_hyper_parameters``; ``None`` otherwise."""
-    hp = getattr(module, "hparams", None)
-    size = _size_from(dict(hp) if hp is not None else None)
-    if size is None and checkpoint is not None:
-        size = _size_from(checkpoint.get("hyper_parameters"))
-        size = size or _size_from(checkpoint.get("datamodule_hyper_parameters"))
-    return size
 
 
 def resolve_size(
