@@ -92,3 +92,12 @@ def training_size(module: Any, checkpoint: Mapping[str, Any] | None = None) -> t
         size = _size_from(checkpoint.get("hyper_parameters"))
         size = size or _size_from(checkpoint.get("datamodule_hyper_parameters"))
     return size
+
+
+def checkpoint_epoch(path: str | Path) -> int | None:
+    """The (0-based) epoch a checkpoint was written at; ``None`` when it records none or cannot be read (the
+    epoch is informative only)."""
+    try:
+        return int(load_checkpoint(path).get("epoch"))
+    except Exception:
+        return None

@@ -81,6 +81,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..provenance import provenance, write_json
     from ..tasks import delta_m
+    from .checkpoints import checkpoint_epoch
     from .evaluation import evaluate_module, load_module, load_single_task_results
     from .training import MultiTaskDataModule, make_trainer
 
@@ -126,7 +127,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     report = {
         "source_ckpt": str(args.source_ckpt),
         "tested_ckpt": best_path or None,
-        "tested_epoch": _epoch_of(best_path) if best_path else trainer.current_epoch - 1,  # 0-based
+        "tested_epoch": checkpoint_epoch(best_path) if best_path else trainer.current_epoch - 1,  # 0-based
         "tasks": module.main_tasks,
         "dataset": module.eval_dataset,
         "metrics": results,
@@ -139,10 +140,3 @@ def run_ufl(args: argparse.Namespace) -> int:
                      indent=2))
     print(f"wrote {out / 'ufl_metrics.json'}")
     return 0
-
-
-def _epoch_of(path: str) -> int | None:
-    from .checkpoints import load_checkpoint
-
-    epoch = load_checkpoint(path).get("epoch")
-    return int(epoch) if epoch is not None else None

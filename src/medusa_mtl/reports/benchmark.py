@@ -204,6 +204,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     """
     import lightning as L
 
+    from ..engine.checkpoints import checkpoint_epoch
     from ..engine.evaluation import evaluate_module, load_module
     from ..engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer
     from ..engine.ufl import ufl_module_from_checkpoint
@@ -257,7 +258,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     record = {
         "key": run.key, "run": asdict(run), "fingerprint": fingerprint, "epochs": epochs, "optim": optim,
         "seed": run.seed, "pretrained_file": init_file,
-        "best_ckpt": str(best), "best_epoch": _ckpt_epoch(best),
+        "best_ckpt": str(best), "best_epoch": checkpoint_epoch(best),
         "params": sum(p.numel() for p in best_module.net.parameters()),
         "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "num_train": len(data.train_ids), "num_heldout": len(data.val_ids), "num_test": len(data.test_ids),
@@ -279,15 +280,6 @@ def _forget_stale_checkpoints(key: str, run_dir: Path, fingerprint: str, log: An
         shutil.rmtree(ckpts)
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fingerprint + "\n")
-
-
-def _ckpt_epoch(path: Path) -> int | None:
-    from ..engine.checkpoints import load_checkpoint
-
-    try:
-        return int(load_checkpoint(path).get("epoch"))
-    except Exception:  # the epoch is informative only
-        return None
 
 
 # -- tables ------------------------------------------------------------------------------------------------
