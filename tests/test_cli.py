@@ -29,3 +29,32 @@ def test_unknown_command_names_it_and_the_choices(argv: list[str]) -> None:
     rc, _, err = run_cli(argv)
     assert rc == 2
     assert "frobnicate" in err and "choose from" in err
+
+
+# every command that writes somewhere, with the option that says where and whether it names a folder or a file
+OUTPUT_OPTIONS = [
+    (["predict"], "--out", "folder"), (["resources"], "--out", "folder"), (["ufl"], "--out", "folder"),
+    (["benchmark"], "--out", "folder"), (["pretrain"], "--cache-dir", "folder"),
+    (["data", "synth", "--dataset", "nyud"], "--root", "folder"),
+    (["evaluate"], "--out", "file"), (["export"], "--out", "file"), (["convert"], "--out", "file"),
+    (["data", "show"], "--out", "file"),
+]
+
+
+@pytest.mark.parametrize(("argv", "option", "kind"), OUTPUT_OPTIONS,
+                         ids=lambda v: "-".join(v) if isinstance(v, list) else v)
+def test_an_output_path_blocked_by_a_file_or_folder_is_a_usage_error(tmp_path, argv: list[str], option: str,
+                                                                      kind: str) -> None:
+    """A file where a folder must go (or a folder where a file must go) is named when the options are parsed,
+    before any work, instead of a NotADirectoryError / IsADirectoryError traceback at the first write."""
+    blocker = tmp_path / "taken.txt"
+    blocker.write_text("not a folder")
+    below = blocker / ("sub" if kind == "folder" else "out.json")
+    cases = [(below, "taken.txt is a file, not a folder")]
+    cases.append((blocker, "is a file, not a folder") if kind == "folder" else (tmp_path, "is a folder"))
+    for path, message in cases:
+        rc, out, err = run_cli([*argv, option, str(path)])
+        assert rc == 2, (path, out, err)
+        assert f"argument {option}: " in err and message in err, err
+        assert "Traceback" not in err
+    assert blocker.read_text() == "not a folder"

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.reference import CONVERTIBLE, from_reference
+from ..paths import output_file
 from .checkpoints import atomic_torch_save, load_checkpoint
 
 __all__ = ["convert_reference_checkpoint"]
@@ -59,7 +60,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", required=True, help="main tasks, comma-separated (e.g. semseg,depth)")
     parser.add_argument("--aux-tasks", default=None,
                         help="all supervised tasks for N+E models (e.g. semseg,depth,normals,edge); default: --tasks")
-    parser.add_argument("--out", required=True, help="checkpoint to write")
+    parser.add_argument("--out", required=True, type=output_file, help="checkpoint to write")
 
 
 def run_convert(args: argparse.Namespace) -> int:

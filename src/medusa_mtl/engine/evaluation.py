@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..paths import output_file
 from ..tasks import delta_m
 from .checkpoints import load_checkpoint
 
@@ -98,7 +99,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="beta^2 of the maxF of saliency and declared binary tasks (default 0.3, the "
                              "salient-object literature; maxF1 "
                              "with beta^2 = 1, the reference code's, is always reported too)")
-    parser.add_argument("--out", default=None, help="metrics JSON path (default: next to the checkpoint)")
+    parser.add_argument("--out", default=None, type=output_file,
+                        help="metrics JSON path (default: next to the checkpoint)")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

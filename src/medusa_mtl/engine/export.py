@@ -38,6 +38,7 @@ import torch.nn as nn
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
+from ..paths import output_file
 from ..tasks import get_task, parse_tasks
 
 __all__ = ["InferenceGraph", "export_model", "check_export", "FLOAT_TOLERANCE", "CLASS_AGREEMENT"]
@@ -222,7 +223,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa export``."""
     parser.add_argument("--ckpt", required=True, help="checkpoint written by training")
     parser.add_argument("--format", required=True, choices=FORMATS, help="onnx or torchscript")
-    parser.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt)")
+    parser.add_argument("--out", required=True, type=output_file, help="file to write (e.g. model.onnx, model.pt)")
     parser.add_argument("--tasks", default=None, help="main tasks to export, comma-separated (default: all)")
     parser.add_argument("--size", default=None,
                         help="HxW of the example input, multiples of 32 (default: the checkpoint's training size, "

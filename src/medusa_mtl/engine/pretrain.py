@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
+from ..paths import output_dir
 
 DEFAULT_CACHE = Path("data/pretrained")
 SEED_OFFSET = 7_919_000  # pretraining renders use seeds far from any benchmark dataset seed
@@ -270,7 +271,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where weights are cached")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), type=output_dir, help="where weights are cached")
     parser.add_argument("--force", action="store_true", help="retrain even if a cached file exists")
 
 

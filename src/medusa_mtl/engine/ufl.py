@@ -17,6 +17,7 @@ from typing import Any
 
 from ..data.sizes import parse_network_size
 from ..models.ufl import UFLModel
+from ..paths import output_dir
 from ..tasks import parse_tasks
 
 __all__ = ["UFLModel", "ufl_module_from_checkpoint", "add_ufl_arguments", "run_ufl"]
@@ -66,7 +67,7 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: source's)")
     parser.add_argument("--single-task", default=None,
                         help="JSON of single-task results {task: {metric: value}} for delta-m")
-    parser.add_argument("--out", default="runs/ufl", help="output folder (checkpoints, logs, metrics)")
+    parser.add_argument("--out", default="runs/ufl", type=output_dir, help="output folder (checkpoints, logs, metrics)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --out from its checkpoints/last.ckpt (same options); "

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..paths import output_dir
 from ..provenance import provenance, write_json
 from ..tasks import delta_m
 
@@ -650,7 +651,8 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa benchmark``."""
     parser.add_argument("--profile", default="quick", help="quick, full, or a profile YAML path")
-    parser.add_argument("--out", default="results", help="output folder (REPORT.md, results.json, runs/)")
+    parser.add_argument("--out", default="results", type=output_dir,
+                        help="output folder (REPORT.md, results.json, runs/)")
     parser.add_argument("--data-dir", default="data/synthetic", help="where the synthetic datasets live")
     parser.add_argument("--models", default=None, help="comma-separated subset of models (default: all)")
     parser.add_argument("--seed", type=int, default=None, help="override the profile's seed")

@@ -43,6 +43,7 @@ from ..data.formats import DataFormatError, read_image
 from ..data.transforms import check_size, normalize_image, resize_image
 from ..engine.predictor import Predictor, resolve_size, training_size
 from ..errors import ConfigError
+from ..paths import output_dir
 from ..tasks import get_task
 from . import visualize as vis
 
@@ -442,7 +443,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa predict``."""
     parser.add_argument("--ckpt", required=True, help="checkpoint (Lightning .ckpt written by training)")
     parser.add_argument("--images", required=True, help="folder of .jpg / .jpeg / .png images")
-    parser.add_argument("--out", required=True, help="output folder (one sub-folder per image)")
+    parser.add_argument("--out", required=True, type=output_dir, help="output folder (one sub-folder per image)")
     parser.add_argument("--size", default=None,
                         help="network input HxW, multiples of 32 (default: the training size if the checkpoint "
                              "records it, else the dataset's default)")

@@ -45,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .. import tasks as _tasks
 from ..models import create_model, list_models
+from ..paths import output_dir
 
 #: Input resolution (H, W) per dataset (SPEC §6).
 RESOLUTION: dict[str, tuple[int, int]] = {"nyud": (480, 640), "pascal": (512, 512)}
@@ -459,7 +460,8 @@ def add_resources_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=sorted(RESOLUTION), default="nyud",
                         help="dataset: output channels, resolution and paper settings")
     parser.add_argument("--max-tasks", type=int, default=6, help="largest number of tasks in the sweep")
-    parser.add_argument("--out", default=".", help="output folder for resources_<dataset>.{md,json,png}")
+    parser.add_argument("--out", default=".", type=output_dir,
+                        help="output folder for resources_<dataset>.{md,json,png}")
     parser.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
     parser.add_argument("--size", type=_size, default=None, help="override the input size, e.g. 64x64")
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigError
+from ...paths import output_dir
 from .. import formats
 from ..sizes import parse_size
 from .nyud import NYUD_CLASS_NAMES, render_nyud
@@ -342,7 +343,7 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SYNTH_DATASETS,
         help="nyud (indoor rooms, NYUD_MT format) or pascal (outdoor figures, PASCAL_MT format)",
     )
-    parser.add_argument("--root", required=True, type=Path, help="output folder (new, empty or same dataset)")
+    parser.add_argument("--root", required=True, type=output_dir, help="output folder (new, empty or same dataset)")
     parser.add_argument("--num-train", type=int, default=800, help="train samples (default 800)")
     parser.add_argument("--num-val", type=int, default=200, help="val samples (default 200)")
     parser.add_argument("--size", default=None, help="HxW, multiples of 32 (default nyud 128x160, pascal 128x128)")
