@@ -65,8 +65,16 @@ def test_export_matches_pytorch(medusa_ne: MultiTaskModule, tmp_path: Path, fmt:
         assert [o.name for o in proto.graph.output] == ["semseg", "depth"]
         assert [i.name for i in proto.graph.input] == ["image"]
         assert report["dynamic"]["batch"]
-        with pytest.raises(Exception, match="(?i)dimension|shape|invalid"):  # the size is fixed at export
-            ExportedModel(path, fmt).run(torch.rand(1, 3, 96, 96))
+    else:  # outputs by task name; another size is refused (a traced graph would answer at the traced size)
+        scripted = torch.jit.load(str(path))
+        outputs = scripted(torch.rand(2, 3, 64, 64))
+        assert list(outputs) == ["semseg", "depth"] and outputs["depth"].shape == (2, 1, 64, 64)
+        assert report["dynamic"]["batch"]
+    with pytest.raises(Exception, match="(?i)dimension|shape|invalid"):  # the size is fixed at export
+        ExportedModel(path, fmt).run(torch.rand(1, 3, 96, 96))
+    if fmt == "torchscript":
+        with pytest.raises(Exception, match=r"exported for images of float32 \[B, 3, 64, 64\]"):
+            ExportedModel(path, fmt).run(torch.rand(1, 3, 64, 96))
 
 
 def test_export_cli_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,6 +97,28 @@ def test_export_cli_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "'sal' is not defined for dataset 'nyud'" in capsys.readouterr().err
     assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out), "--size", "60x64"]) == 2
     assert "multiples of 32" in capsys.readouterr().err
+
+
+def test_export_that_fails_its_check_leaves_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file takes its name only after the check: a corrupt check image or a failed comparison exits 2 and
+    leaves neither the export nor its temporary file."""
+    import medusa_mtl.engine.export as export
+
+    ckpt = save_ckpt(make_module("mt_baseline", "semseg,depth"), tmp_path / "m.ckpt")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "m.pt"
+    base = ["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out), "--size", "64x64"]
+    assert main([*base, "--check-images", str(images)]) == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert main([*base, "--check-images", str(tmp_path / "nowhere")]) == 2
+    assert "--check-images" in capsys.readouterr().err
+    monkeypatch.setattr(export, "FLOAT_TOLERANCE", -1.0)  # every float output now "differs"
+    assert main(base) == 2
+    assert "export check: depth differs" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "m.ckpt"]
 
 
 # -- packaged configs -------------------------------------------------------------------------------------------

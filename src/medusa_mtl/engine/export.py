@@ -12,8 +12,10 @@ post-processing. Contract of the file:
   vectors; ``edge`` / ``sal`` float32 ``[B, 1, H, W]`` probabilities.
 
 Height and width are those of the example (``--size``; export once per input size): the models read the input
-size as Python numbers for the final resize, so a graph cannot follow another size. ONNX files have a dynamic
-batch; TorchScript files are traced, and the check reports whether another batch works.
+size as Python numbers for the final resize, so a graph cannot follow another size, and both formats reject
+another size instead of answering at the export size. ONNX files have a dynamic batch and named outputs;
+TorchScript files are traced (the check reports whether another batch works) and return a dict
+``{task: tensor}`` (``torch.jit.load("model.pt")(image)["depth"]``).
 
 Every export is checked against the PyTorch model (the fused form, as used for inference) on a random input
 and, when given, real images: the largest absolute difference of the float outputs must stay below
@@ -28,7 +30,7 @@ import copy
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +86,49 @@ def inference_graph(module: Any, tasks: Sequence[str] | None = None, fused: bool
     return InferenceGraph(net, wanted).eval()
 
 
+class _NamedOutputs(nn.Module):
+    """The graph's outputs as ``{task: tensor}`` (traced; TorchScript keeps a dict, ONNX names its outputs)."""
+
+    def __init__(self, graph: InferenceGraph) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.graph.tasks, self.graph(image)))
+
+
+class _SizeChecked(nn.Module):
+    """A traced graph behind a check of the input's shape (scripted: the check stays in the file). A traced
+    graph given another size would run and answer at the traced size."""
+
+    def __init__(self, traced: nn.Module, tasks: Sequence[str], size: Sequence[int]) -> None:
+        super().__init__()
+        self.traced = traced
+        self.tasks = list(tasks)
+        self.height = int(size[0])
+        self.width = int(size[1])
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if image.dim() != 4 or image.size(1) != 3 or image.size(2) != self.height or image.size(3) != self.width:
+            raise ValueError("this model was exported for images of float32 [B, 3, " + str(self.height) + ", "
+                             + str(self.width) + "] (RGB in [0, 1]); got shape " + str(image.shape)
+                             + ": resize the image, or export again with --size for this size")
+        return self.traced(image)
+
+
 def _example(size: Sequence[int], batch: int = 1, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, int(size[0]), int(size[1]), generator=g)
 
 
-def export_model(graph: InferenceGraph, path: str | os.PathLike[str], fmt: str, size: Sequence[int]) -> dict[str, Any]:
-    """Write ``graph`` to ``path`` as ``fmt`` (``onnx`` or ``torchscript``), atomically; returns facts about it."""
+def export_model(graph: InferenceGraph, path: str | os.PathLike[str], fmt: str, size: Sequence[int],
+                 verify: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+    """Write ``graph`` to ``path`` as ``fmt`` (``onnx`` or ``torchscript``), atomically; returns facts about it.
+
+    ``verify(tmp_path)``, when given, runs on the written file before it takes the name ``path``: if it raises,
+    no file is left behind (nor the temporary one) and the error propagates; what it returns is
+    ``info["check"]``.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -98,16 +136,21 @@ def export_model(graph: InferenceGraph, path: str | os.PathLike[str], fmt: str, 
     tmp = path.with_name(path.name + ".partial")
     example = _example(size)
     info: dict[str, Any] = {"format": fmt, "tasks": list(graph.tasks), "example_size": [int(s) for s in size]}
-    with torch.no_grad():
-        if fmt == "torchscript":
-            with warnings.catch_warnings():  # TracerWarnings about Python numbers: the size is fixed by design
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                traced = torch.jit.trace(graph, example, check_trace=False)
-            traced.save(str(tmp))
-            info["dynamic"] = "batch and size fixed at tracing (see the check)"
-        else:
-            _export_onnx(graph, example, tmp, info)
-    os.replace(tmp, path)
+    try:
+        with torch.no_grad():
+            if fmt == "torchscript":
+                with warnings.catch_warnings():  # TracerWarnings about Python numbers: the size is fixed by design
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    traced = torch.jit.trace(_NamedOutputs(graph), example, check_trace=False, strict=False)
+                torch.jit.script(_SizeChecked(traced, graph.tasks, size)).save(str(tmp))
+                info["dynamic"] = "size fixed (checked); batch: see the check"
+            else:
+                _export_onnx(graph, example, tmp, info)
+        if verify is not None:
+            info["check"] = verify(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     info["file"] = str(path)
     info["bytes"] = path.stat().st_size
     return info
@@ -137,6 +180,7 @@ class ExportedModel:
 
     def __init__(self, path: str | os.PathLike[str], fmt: str) -> None:
         self.fmt = fmt
+        self.tasks: list[str] = []
         if fmt == "onnx":
             try:
                 import onnxruntime as ort
@@ -148,12 +192,14 @@ class ExportedModel:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         else:
             self.module = torch.jit.load(str(path), map_location="cpu").eval()
+            self.tasks = list(self.module.tasks)
 
     def run(self, image: torch.Tensor) -> tuple[np.ndarray, ...]:
         if self.fmt == "onnx":
             return tuple(self.session.run(None, {"image": image.numpy()}))
         with torch.no_grad():
-            return tuple(o.numpy() for o in self.module(image))
+            outputs = self.module(image)
+        return tuple(outputs[t].numpy() for t in self.tasks)
 
 
 def _compare(tasks: Sequence[str], got: Sequence[np.ndarray], ref: Sequence[torch.Tensor]) -> dict[str, float]:
@@ -241,13 +287,18 @@ def run_export(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(args.ckpt, size=parse_network_size(args.size))
     module, size = predictor.module, predictor.size
     tasks = parse_tasks(args.tasks, predictor.dataset) if args.tasks else predictor.tasks
-    graph = inference_graph(module, tasks)
-    info = export_model(graph, args.out, args.format, size)
     images = []
-    if args.check_images:
-        images = [read_image(p) for p in sorted(Path(args.check_images).iterdir())
-                  if p.suffix.lower() in (".jpg", ".jpeg", ".png")][:4]
-    report = check_export(module, args.out, args.format, size, tasks, images)
+    if args.check_images:  # read first: a bad image stops the command before anything is written
+        folder = Path(args.check_images)
+        if not folder.is_dir():
+            raise ConfigError(f"--check-images {folder}: not a folder (expected a folder of .jpg / .png images)")
+        images = [read_image(p) for p in sorted(folder.iterdir())
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith(".")][:4]
+    graph = inference_graph(module, tasks)
+    # the file takes its name only once it has passed the check: a failed export leaves nothing behind
+    info = export_model(graph, args.out, args.format, size,
+                        verify=lambda tmp: check_export(module, tmp, args.format, size, tasks, images))
+    report = info["check"]
     print(f"wrote {info['file']} ({info['bytes'] / 2**20:.1f} MiB, {args.format}"
           + (f", {info['exporter']}" if "exporter" in info else "") + ")")
     print(f"outputs: {', '.join(tasks)} (input 'image': float32 [B, 3, H, W] RGB in [0, 1])")
