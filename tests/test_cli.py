@@ -58,3 +58,27 @@ def test_an_output_path_blocked_by_a_file_or_folder_is_a_usage_error(tmp_path, a
         assert f"argument {option}: " in err and message in err, err
         assert "Traceback" not in err
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["evaluate", "--max-samples", "0"], "argument --max-samples: must be at least 1, got 0"),
+    (["evaluate", "--num-workers", "-1"], "argument --num-workers: must be 0 or more, got -1"),
+    (["evaluate", "--sal-beta2", "0"], "argument --sal-beta2: must be a number above 0, got 0"),
+    (["resources", "--max-tasks", "0", "--models", "no_such_model"], "argument --max-tasks: must be at least 1, got 0"),
+    (["data", "import", "--val-fraction", "0"], "argument --val-fraction: must lie strictly between 0 and 1, got 0"),
+    (["data", "synth", "--num-train", "0"], "argument --num-train: must be at least 1, got 0"),
+    (["data", "show", "--num", "0"], "argument --num: must be at least 1, got 0"),
+    (["pretrain", "--lr", "nan", "--size", "50x50"], "argument --lr: expected a number, got 'nan'"),
+    (["ufl", "--epochs", "two"], "argument --epochs: expected an integer, got 'two'"),
+    (["benchmark", "--jobs", "0", "--profile", "no-such-profile.yaml"], "argument --jobs: must be at least 1, got 0"),
+    (["data", "download", "--retry-wait", "-1"], "argument --retry-wait: must be a number of 0 or more, got -1"),
+])
+def test_a_count_or_fraction_out_of_range_is_a_usage_error(tmp_path, monkeypatch, argv: list[str],
+                                                            message: str) -> None:
+    """Checked when the options are parsed, before any work (``evaluate --max-samples 0`` had finished with NaN
+    metrics and exit 0; ``data import --val-fraction 0`` wrote an empty val split). The extra options make a
+    command that did start fail fast, and it runs in a scratch folder."""
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(argv)
+    assert rc == 2 and message in err, err
+    assert "Traceback" not in err

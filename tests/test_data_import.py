@@ -132,6 +132,20 @@ def test_split_is_deterministic_and_seeded(tmp_path: Path) -> None:
     assert len(splits[0].split()) == 5
 
 
+def test_both_splits_are_never_empty(tmp_path: Path) -> None:
+    """The val split is the one evaluated (and `medusa data check` rejects an empty split): a fraction of 0 and a
+    folder of one image are refused with the option / folder named; a tiny fraction still gives one val image."""
+    src = _folder(tmp_path, {"road": mask((0, 1))})
+    with pytest.raises(FolderImportError, match="--val-fraction 0.0: expected a number with 0 < f < 1"):
+        import_folder(src, tmp_path / "zero", name="roads", val_fraction=0.0)
+    import_folder(src, tmp_path / "tiny", name="roads", val_fraction=0.01)
+    assert len((tmp_path / "tiny" / "splits" / "val.txt").read_text().split()) == 1
+    one = _folder(tmp_path / "one", {"road": mask((0, 1))}, IDS[:1])
+    with pytest.raises(FolderImportError, match="one image; a dataset needs at least two"):
+        import_folder(one, tmp_path / "single", name="roads")
+    assert not (tmp_path / "zero").exists() and not (tmp_path / "single").exists()
+
+
 def test_kind_override_and_classes(tmp_path: Path) -> None:
     src = _folder(tmp_path, {"dist": float_map, "road": mask((0, 1)), "lanes": segmentation})
     out = tmp_path / "out"

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn as nn
 
+from cli_helpers import run_cli
 from medusa_mtl import tasks as task_registry
+from medusa_mtl.errors import ConfigError
 from medusa_mtl.models import list_models
 from medusa_mtl.reports.resources import (
     add_resources_arguments,
@@ -138,14 +141,37 @@ def test_run_resources_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert (tmp_path / "resources_pascal.json").is_file()
 
 
-def test_resource_table_rows_and_errors() -> None:
-    rows = resource_table("nyud", max_tasks=2, models=["mt_baseline", "no_such_model"], size=(32, 32))
-    assert [(r["model"], r["setting"], r["T"]) for r in rows if r["model"] == "mt_baseline"] == [
+def test_resource_table_rows_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    rows = resource_table("nyud", max_tasks=2, models=["mt_baseline"], size=(32, 32))
+    assert [(r["model"], r["setting"], r["T"]) for r in rows] == [
         ("mt_baseline", "sweep", 1), ("mt_baseline", "sweep", 2),
         ("mt_baseline", "semseg+depth", 2), ("mt_baseline", "semseg+depth, N+E aux", 2),
     ]
-    bad = [r for r in rows if r["model"] == "no_such_model"]
-    assert len(bad) == 4 and all("unknown model" in r["error"] for r in bad)
+    # what no row could measure is refused before anything is written (it was a report of error rows, exit 0)
+    for kwargs, message in (({"models": ["mt_baseline", "no_such_model"]}, "--models no_such_model: not registered"),
+                            ({"models": ["mt_baseline"], "size": (50, 50)}, "--size 50x50: height and width"),
+                            ({"models": ["mt_baseline"], "max_tasks": 0}, "--max-tasks 0: expected at least 1")):
+        with pytest.raises(ConfigError, match=message):
+            write_report("nyud", **{"max_tasks": 1, "size": (32, 32), "out_dir": tmp_path / "never", **kwargs})
+    assert not (tmp_path / "never").exists()
+    # a model that fails to build or run keeps the report going, with its error in the row; the command fails
+    import medusa_mtl.reports.resources as resources
+
+    real = resources.measure_model
+
+    def measure(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if name == "padnet":
+            raise RuntimeError("simulated failure")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(resources, "measure_model", measure)
+    rc, out, err = run_cli(["resources", "--max-tasks", "1", "--size", "32x32", "--out", str(tmp_path),
+                            "--models", "mt_baseline,padnet"])
+    assert rc == 1 and "| mt_baseline | 1 |" in out and "error: RuntimeError: simulated failure" in out
+    assert "3 of the report's rows failed" in err  # T=1 and the two paper settings
+    rc, _, err = run_cli(["resources", "--models", "foo", "--out", str(tmp_path / "never")])
+    assert rc == 2 and "--models foo: not registered" in err and not (tmp_path / "never").exists()
 
 
 def test_medusa_fewer_params_than_mtinet() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..options import positive_int
 from . import formats, generic
 from .formats import DataFormatError
 
@@ -441,7 +442,7 @@ def add_check_arguments(parser: Any) -> None:
                         help="nyud, pascal or the path of a dataset.yaml "
                              "(default: the dataset.yaml in --root)")
     parser.add_argument("--tasks", default=None, help="comma-separated tasks to check (default: all)")
-    parser.add_argument("--max-samples", type=int, default=None, help="check only the first N ids per split")
+    parser.add_argument("--max-samples", type=positive_int, default=None, help="check only the first N ids per split")
 
 
 def run_check_cli(args: Any) -> int:

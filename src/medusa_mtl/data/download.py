@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MedusaError
+from ..options import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -476,11 +477,13 @@ def add_download_arguments(parser: Any) -> None:
     parser.add_argument("--url", default=None, help="download from this URL (a mirror) instead of the published one")
     parser.add_argument("--sha256", default=None, help="expected sha256 of the archive (verified)")
     parser.add_argument("--force", action="store_true", help="download and extract again, replacing the folder")
-    parser.add_argument("--retries", type=int, default=3, help="further attempts after a failure (default 3)")
-    parser.add_argument("--retry-wait", type=float, default=2.0, help="seconds before the first retry (doubles)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds")
+    parser.add_argument("--retries", type=nonnegative_int, default=3,
+                        help="further attempts after a failure (default 3)")
+    parser.add_argument("--retry-wait", type=nonnegative_float, default=2.0,
+                        help="seconds before the first retry (doubles)")
+    parser.add_argument("--timeout", type=positive_float, default=60.0, help="network timeout in seconds")
     parser.add_argument("--no-check", action="store_true", help="skip the dataset check after extraction")
-    parser.add_argument("--max-samples", type=int, default=None, help="check only the first N ids per split")
+    parser.add_argument("--max-samples", type=positive_int, default=None, help="check only the first N ids per split")
     parser.add_argument("--delete-archive", action="store_true", help="delete the archive after extraction")
 
 

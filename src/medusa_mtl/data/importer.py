@@ -54,6 +54,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import tasks as task_registry
 from ..errors import MedusaError
+from ..options import open_fraction
 from . import formats, generic
 from .formats import IGNORE_INDEX, DataFormatError
 
@@ -406,7 +407,8 @@ def import_folder(
         name: dataset name (default: ``out``'s folder name, lower case, other characters -> ``_``).
         kinds: task -> kind, set or overriding the inferred kind (see the module docstring).
         classes: task -> class names of a segmentation task (implies kind ``segmentation``).
-        val_fraction: share of the images in the ``val`` split (0 <= f < 1).
+        val_fraction: share of the images in the ``val`` split (0 < f < 1; both splits get at least one image:
+            ``val`` is the split that evaluation and ``medusa data check`` expect).
         seed: seed of the split (sorted ids permuted by ``numpy.random.default_rng(seed)``).
         size: network input ``(H, W)`` (default: median image size rounded down to multiples of 32, >= 32).
         images: name of the image folder inside ``src``.
@@ -435,8 +437,9 @@ def import_dataset(
     src, out = Path(src), Path(out)
     kinds = dict(kinds or {})
     classes = {k: list(v) for k, v in (classes or {}).items()}
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise FolderImportError(f"--val-fraction {val_fraction}: expected a number with 0 <= f < 1")
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise FolderImportError(f"--val-fraction {val_fraction}: expected a number with 0 < f < 1 (the val split is "
+                                "the one evaluated; an empty one is not a dataset `medusa data check` accepts)")
     if name is None:
         name = default_name(out)
         option = f"the name {name!r} derived from --out {out}"
@@ -467,6 +470,8 @@ def import_dataset(
     image_files = _list_files(image_dir, generic.IMAGE_SUFFIXES, "the images")
     if not image_files:
         raise FolderImportError(f"{image_dir}: no images (.jpg, .jpeg or .png)")
+    if len(image_files) < 2:
+        raise FolderImportError(f"{image_dir}: one image; a dataset needs at least two (one train, one val)")
 
     task_dirs: dict[str, Path] = {}
     for entry in sorted(os.listdir(src)):
@@ -534,9 +539,7 @@ def import_dataset(
     size = (int(size[0]), int(size[1]))
 
     ids = sorted(image_files)
-    n_val = int(round(len(ids) * float(val_fraction)))
-    if val_fraction > 0 and len(ids) > 1:
-        n_val = min(max(n_val, 1), len(ids) - 1)  # both splits non-empty whenever a val split was asked for
+    n_val = min(max(int(round(len(ids) * float(val_fraction))), 1), len(ids) - 1)  # both splits non-empty
     perm = np.random.default_rng(seed).permutation(len(ids))
     val_ids = sorted(ids[i] for i in perm[:n_val])
     train_ids = sorted(ids[i] for i in perm[n_val:])
@@ -633,8 +636,8 @@ def add_import_arguments(parser: Any) -> None:
                         help=f"set a task's kind ({', '.join(task_registry.LABEL_KINDS)}); repeatable")
     parser.add_argument("--classes", action="append", default=[], metavar="TASK=a,b,c",
                         help="class names of a segmentation task (index 0 first); repeatable")
-    parser.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
-                        help="share of the images in the val split (default 0.2)")
+    parser.add_argument("--val-fraction", type=open_fraction, default=0.2, metavar="F",
+                        help="share of the images in the val split, 0 < F < 1 (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
     parser.add_argument("--size", default=None, metavar="HxW",
                         help="network input size written to dataset.yaml (default: median image size, "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import output_file
+from ..options import output_file, positive_int
 from . import formats, generic
 
 TASK_TITLES = {
@@ -317,7 +317,7 @@ def add_show_arguments(parser: argparse.ArgumentParser) -> None:
         help="nyud, pascal or the path of a dataset.yaml (default: detected from the folder)",
     )
     parser.add_argument("--out", type=output_file, default="sheet.png", help="output PNG (default sheet.png)")
-    parser.add_argument("--num", type=int, default=6, help="number of samples (default 6)")
+    parser.add_argument("--num", type=positive_int, default=6, help="number of samples (default 6)")
     parser.add_argument("--split", choices=formats.SPLITS, default="train", help="split (default train)")
     parser.add_argument("--tasks", nargs="+", default=None, help="tasks to show (default: all)")
 

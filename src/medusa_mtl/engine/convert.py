@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.reference import CONVERTIBLE, from_reference
-from ..paths import output_file
+from ..options import output_file
 from .checkpoints import atomic_torch_save, load_checkpoint
 
 __all__ = ["convert_reference_checkpoint"]

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..paths import output_file
+from ..options import nonnegative_int, output_file, positive_float, positive_int
 from ..tasks import delta_m
 from .checkpoints import load_checkpoint
 
@@ -88,14 +88,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test = the official val split; heldout = the validation split carved from train")
     parser.add_argument("--size", default=None,
                         help="network input HxW (default: the checkpoint's training size, else the dataset's)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--num-workers", type=nonnegative_int, default=2)
+    parser.add_argument("--max-samples", type=positive_int, default=None)
     parser.add_argument("--single-task", default=None, help="JSON of single-task results for delta-m")
-    parser.add_argument("--edge-tolerance", type=float, default=None,
+    parser.add_argument("--edge-tolerance", type=positive_float, default=None,
                         help="edge tasks' matching tolerance as a fraction of the image diagonal (default 0.0075, the "
                              "MTI-Net protocol; 0.011 is common in NYUD edge-detection papers)")
-    parser.add_argument("--sal-beta2", type=float, default=None,
+    parser.add_argument("--sal-beta2", type=positive_float, default=None,
                         help="beta^2 of the maxF of saliency and declared binary tasks (default 0.3, the "
                              "salient-object literature; maxF1 "
                              "with beta^2 = 1, the reference code's, is always reported too)")
@@ -110,9 +110,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .training import MultiTaskDataModule
 
     start = time.time()
-    for flag, value in (("--edge-tolerance", args.edge_tolerance), ("--sal-beta2", args.sal_beta2)):
-        if value is not None and not value > 0:
-            raise ConfigError(f"{flag} must be a positive number, got {value}")
     from .checkpoints import training_size
 
     ckpt = load_checkpoint(args.ckpt)

@@ -40,7 +40,7 @@ import torch.nn as nn
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
-from ..paths import output_file
+from ..options import output_file
 from ..tasks import get_task, parse_tasks
 
 __all__ = ["InferenceGraph", "export_model", "check_export", "FLOAT_TOLERANCE", "CLASS_AGREEMENT"]

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
-from ..paths import output_dir
+from ..options import output_dir, positive_float, positive_int
 
 DEFAULT_CACHE = Path("data/pretrained")
 SEED_OFFSET = 7_919_000  # pretraining renders use seeds far from any benchmark dataset seed
@@ -266,10 +266,10 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hrnet-form", default=d.hrnet_form, choices=("reference", "timm"),
                         help="HRNet form: the reference implementation's (bilinear fuse, BN momentum 0.01) or timm's")
     parser.add_argument("--size", default=f"{d.size[0]}x{d.size[1]}", help="image HxW (multiples of 32)")
-    parser.add_argument("--num-images", type=int, default=d.num_images, help="rendered pretraining images")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--num-images", type=positive_int, default=d.num_images, help="rendered pretraining images")
+    parser.add_argument("--epochs", type=positive_int, default=d.epochs)
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    parser.add_argument("--lr", type=positive_float, default=d.lr)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), type=output_dir, help="where weights are cached")
     parser.add_argument("--force", action="store_true", help="retrain even if a cached file exists")

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..data.sizes import parse_network_size
 from ..models.ufl import UFLModel
-from ..paths import output_dir
+from ..options import output_dir, positive_float, positive_int
 from ..tasks import parse_tasks
 
 __all__ = ["UFLModel", "ufl_module_from_checkpoint", "add_ufl_arguments", "run_ufl"]
@@ -62,9 +62,9 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
                              "data/synthetic/PASCAL_MT for pascal)")
     parser.add_argument("--config", default=None, help="YAML with optional 'data:' and 'trainer:' sections")
     parser.add_argument("--size", default=None, help="network input HxW (multiples of 32)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: config or 60)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: source's)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: config or 60)")
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: source's)")
     parser.add_argument("--single-task", default=None,
                         help="JSON of single-task results {task: {metric: value}} for delta-m")
     parser.add_argument("--out", default="runs/ufl", type=output_dir, help="output folder (checkpoints, logs, metrics)")

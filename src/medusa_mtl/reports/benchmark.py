@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..paths import output_dir
+from ..options import output_dir, positive_int
 from ..provenance import provenance, write_json
 from ..tasks import delta_m
 
@@ -660,7 +660,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-resources", action="store_true", help="do not run the resource report")
     parser.add_argument("--pretrain-cache", default="data/pretrained",
                         help="where the shared pretrained backbone is cached (see `medusa pretrain`)")
-    parser.add_argument("--jobs", type=int, default=None,
+    parser.add_argument("--jobs", type=positive_int, default=None,
                         help="runs trained at once, one torch thread each (default: 2 on a multi-core CPU, 1 on GPU)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rewrite REPORT.md in --out from its results.json with this version's "

@@ -43,7 +43,7 @@ from ..data.formats import DataFormatError, read_image
 from ..data.transforms import check_size, normalize_image, resize_image
 from ..engine.predictor import Predictor, resolve_size, training_size
 from ..errors import ConfigError
-from ..paths import output_dir
+from ..options import output_dir
 from ..tasks import get_task
 from . import visualize as vis
 

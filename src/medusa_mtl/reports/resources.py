@@ -44,8 +44,10 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import tasks as _tasks
-from ..models import create_model, list_models
-from ..paths import output_dir
+from ..data.sizes import NETWORK_MULTIPLE, parse_network_size
+from ..errors import ConfigError
+from ..models import create_model, is_model, list_models
+from ..options import output_dir, positive_int
 
 #: Input resolution (H, W) per dataset (SPEC §6).
 RESOLUTION: dict[str, tuple[int, int]] = {"nyud": (480, 640), "pascal": (512, 512)}
@@ -291,6 +293,7 @@ def resource_table(dataset: str, max_tasks: int = 6, models: Sequence[str] | Non
     key = _dataset_key(dataset)
     hw = tuple(size) if size is not None else RESOLUTION[key]
     names = list(models) if models is not None else list_models()
+    _check_request(names, hw, max_tasks)
     rows: list[dict[str, Any]] = []
 
     def run(name: str, setting: str, tasks: list[str], aux: list[str] | None) -> None:
@@ -312,6 +315,21 @@ def resource_table(dataset: str, max_tasks: int = 6, models: Sequence[str] | Non
         for label, main, aux in PAPER_SETTINGS[key]:
             run(name, label, main, aux)
     return rows
+
+
+def _check_request(models: Sequence[str], size: Sequence[int], max_tasks: int) -> None:
+    """What no row could measure is refused up front (a report of error rows is no report)."""
+    unknown = [m for m in models if not is_model(m)]
+    if unknown:
+        raise ConfigError(f"--models {','.join(unknown)}: not registered; registered models: "
+                          f"{', '.join(list_models())}")
+    if not models:
+        raise ConfigError("--models: no model named")
+    if len(size) != 2 or any(int(s) <= 0 or int(s) % NETWORK_MULTIPLE for s in size):
+        raise ConfigError(f"--size {'x'.join(str(s) for s in size)}: height and width must be positive multiples "
+                          f"of {NETWORK_MULTIPLE}")
+    if max_tasks < 1:
+        raise ConfigError(f"--max-tasks {max_tasks}: expected at least 1")
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -418,6 +436,7 @@ def write_report(dataset: str, max_tasks: int = 6, out_dir: str | Path = ".", mo
     """Write ``resources_<dataset>.md``, ``.json`` and ``.png`` into ``out_dir``; return their paths."""
     key = _dataset_key(dataset)
     hw = tuple(int(s) for s in size) if size is not None else RESOLUTION[key]
+    _check_request(list(models) if models is not None else list_models(), hw, max_tasks)  # before any folder
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -447,30 +466,27 @@ def write_report(dataset: str, max_tasks: int = 6, out_dir: str | Path = ".", mo
 # ----------------------------------------------------------------------------------------------- CLI
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 480x640, got {text!r}") from None
-    return h, w
-
-
 def add_resources_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``medusa resources``."""
     parser.add_argument("--dataset", choices=sorted(RESOLUTION), default="nyud",
                         help="dataset: output channels, resolution and paper settings")
-    parser.add_argument("--max-tasks", type=int, default=6, help="largest number of tasks in the sweep")
+    parser.add_argument("--max-tasks", type=positive_int, default=6, help="largest number of tasks in the sweep")
     parser.add_argument("--out", default=".", type=output_dir,
                         help="output folder for resources_<dataset>.{md,json,png}")
     parser.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
-    parser.add_argument("--size", type=_size, default=None, help="override the input size, e.g. 64x64")
+    parser.add_argument("--size", default=None, help="override the input size, e.g. 64x64 (multiples of 32)")
 
 
 def run_resources(args: argparse.Namespace) -> int:
     """Run ``medusa resources``: write the report and print the Markdown table to stdout."""
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if getattr(args, "models", None) else None
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     paths = write_report(args.dataset, max_tasks=args.max_tasks, out_dir=args.out, models=models,
-                         size=getattr(args, "size", None))
+                         size=parse_network_size(args.size))
     sys.stdout.write(paths["md"].read_text())
     print(f"\nwritten: {', '.join(str(p) for p in paths.values())}")
+    failed = [r for r in json.loads(paths["json"].read_text())["rows"] if "error" in r]
+    if failed:  # measured what it could, but a model that cannot be built or run is a failure of the command
+        print(f"medusa resources: {len(failed)} of the report's rows failed (see 'error' in the report)",
+              file=sys.stderr)
+        return 1
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ...options import positive_int
 from .generate import sample_rng
 from .nyud import BED, CABINET, CHAIR, FLOOR, SOFA, TABLE, render_nyud
 
@@ -84,7 +85,7 @@ def write_example_folder(out: str | os.PathLike[str], num: int = 200, size: tupl
 def add_example_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa data example``."""
     parser.add_argument("--out", required=True, type=Path, help="output folder (new or empty)")
-    parser.add_argument("--num", type=int, default=200, help="number of images (default 200)")
+    parser.add_argument("--num", type=positive_int, default=200, help="number of images (default 200)")
     parser.add_argument("--size", default="64x64", help="HxW of the images (default 64x64)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same rooms")
 

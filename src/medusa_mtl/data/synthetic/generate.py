@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigError
-from ...paths import output_dir
+from ...options import output_dir, positive_int
 from .. import formats
 from ..sizes import parse_size
 from .nyud import NYUD_CLASS_NAMES, render_nyud
@@ -344,11 +344,11 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         help="nyud (indoor rooms, NYUD_MT format) or pascal (outdoor figures, PASCAL_MT format)",
     )
     parser.add_argument("--root", required=True, type=output_dir, help="output folder (new, empty or same dataset)")
-    parser.add_argument("--num-train", type=int, default=800, help="train samples (default 800)")
-    parser.add_argument("--num-val", type=int, default=200, help="val samples (default 200)")
+    parser.add_argument("--num-train", type=positive_int, default=800, help="train samples (default 800)")
+    parser.add_argument("--num-val", type=positive_int, default=200, help="val samples (default 200)")
     parser.add_argument("--size", default=None, help="HxW, multiples of 32 (default nyud 128x160, pascal 128x128)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives byte-identical files")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: available CPUs)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="processes (default: available CPUs)")
     parser.add_argument("--any-size", action="store_true", help="allow sizes that are not multiples of 32")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -1,0 +1,99 @@
+"""Types of the commands' options (argparse ``type=`` functions), checked when the options are parsed.
+
+A command should say "``--out results.txt`` is a file, not a folder" or "``--max-samples`` must be at least 1"
+before it loads a checkpoint or trains for an hour, not fail at its first ``mkdir`` with ``NotADirectoryError``
+or finish with NaN metrics. A bad value is a usage error (``medusa predict: error: argument --out: ...``, exit 2).
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser()
+>>> _ = parser.add_argument("--out", type=output_dir)
+>>> parser.parse_args(["--out", "results/run1"]).out
+PosixPath('results/run1')
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _file_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` if it is not a folder (no folder can be made below it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def output_dir(text: str) -> Path:
+    """An output folder: new or an existing folder, with no file in the way of creating it."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is a file, not a folder; choose a folder")
+    blocker = _file_ancestor(path)
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"cannot create the folder {text}: {blocker} is a file, not a folder")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """An output file: its name given, not an existing folder, with no file in the way of its parent folders."""
+    path = Path(text).expanduser()
+    if path.is_dir() or not path.name or text.endswith(("/", "\\")):
+        what = "is a folder" if path.is_dir() else "names no file"
+        raise argparse.ArgumentTypeError(f"{text} {what}; give the path of a file to write")
+    blocker = _file_ancestor(path)
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {blocker} is a file, not a folder")
+    return path
+
+
+def _number(text: str, kind: type) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") \
+            from None
+    if kind is float and value != value:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count of at least 1 (images, epochs, samples, batch size)."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """A count that may be 0 (loader workers, retries)."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number above 0 (learning rate, tolerance, timeout)."""
+    value = float(_number(text, float))
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number of at least 0 (a waiting time)."""
+    value = float(_number(text, float))
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of 0 or more, got {text}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """A fraction strictly between 0 and 1 (a share of the images that must leave both parts non-empty)."""
+    value = float(_number(text, float))
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
