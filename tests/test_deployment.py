@@ -138,7 +138,13 @@ def test_packaged_configs_are_listed_and_resolved(capsys: pytest.CaptureFixture[
                                 "--trainer.max_epochs", "1"])
     assert Path(args[2]).is_file() and args[3].startswith("--config=/") and args[4:] == ["--trainer.max_epochs", "1"]
     assert main(["configs"]) == 0
-    assert "medusa:model/medusa.yaml" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert "medusa:model/medusa.yaml" in listing
+    # the benchmark profiles are listed as what they are (--profile names), not as --config files
+    configs, profiles = listing.split("benchmark profiles")
+    assert "benchmark/" not in configs and "--profile" in profiles and "\n  standard\n" in profiles
+    assert main(["fit", "--config", "medusa:benchmark/standard.yaml"]) == 2
+    assert "medusa benchmark --profile standard" in capsys.readouterr().err
     assert main(["configs", "model/medusa.yaml"]) == 0
     assert "medusa" in capsys.readouterr().out
     assert main(["configs", "model/nope.yaml"]) == 2

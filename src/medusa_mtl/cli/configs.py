@@ -1,9 +1,10 @@
 """The YAML configs that ship inside the package, addressable without a clone.
 
 ``medusa:<group>/<name>.yaml`` names a packaged config (``medusa:model/medusa.yaml``,
-``medusa:data/synthetic_nyud.yaml``, ``medusa:benchmark/standard.yaml``); ``medusa configs`` lists them and
-``medusa configs model/medusa.yaml`` prints one. ``medusa fit|validate|test --config medusa:...`` resolves the
-reference to the installed file, so the same command works in a clone and after ``pip install``.
+``medusa:data/synthetic_nyud.yaml``); ``medusa configs`` lists them and ``medusa configs model/medusa.yaml``
+prints one. ``medusa fit|validate|test --config medusa:...`` resolves the reference to the installed file, so the
+same command works in a clone and after ``pip install``. The ``benchmark/`` group holds the profiles of
+``medusa benchmark --profile NAME``, not ``--config`` files; they are listed (and printed) apart.
 
 Example:
     >>> from medusa_mtl.cli.configs import resolve_config
@@ -20,6 +21,8 @@ from pathlib import Path
 from ..errors import ConfigError
 
 PREFIX = "medusa:"
+#: the group of benchmark profiles (``medusa benchmark --profile NAME``), which are not LightningCLI configs
+PROFILE_GROUP = "benchmark"
 
 __all__ = ["PREFIX", "config_root", "list_configs", "resolve_config", "resolve_config_args"]
 
@@ -46,9 +49,17 @@ def resolve_config(ref: str) -> Path:
         name += ".yaml"
     path = config_root() / name
     if ".." in Path(name).parts or not path.is_file():
-        raise ConfigError(f"--config {ref}: no packaged config {name!r}; available: {', '.join(list_configs())} "
+        raise ConfigError(f"--config {ref}: no packaged config {name!r}; available: {', '.join(_lightning())} "
                           "(`medusa configs` lists them)")
     return path
+
+
+def _lightning() -> list[str]:
+    return [n for n in list_configs() if not n.startswith(PROFILE_GROUP + "/")]
+
+
+def _profiles() -> list[str]:
+    return [n for n in list_configs() if n.startswith(PROFILE_GROUP + "/")]
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:
@@ -57,16 +68,24 @@ def resolve_config_args(argv: list[str]) -> list[str]:
     expect_value = False
     for arg in argv:
         if expect_value:
-            out.append(str(resolve_config(arg)))
+            out.append(str(_lightning_config(arg)))
             expect_value = False
         elif arg == "--config":
             out.append(arg)
             expect_value = True
         elif arg.startswith("--config="):
-            out.append("--config=" + str(resolve_config(arg[len("--config="):])))
+            out.append("--config=" + str(_lightning_config(arg[len("--config="):])))
         else:
             out.append(arg)
     return out
+
+
+def _lightning_config(ref: str) -> Path:
+    path = resolve_config(ref)
+    if ref.startswith(PREFIX) and path.parent.name == PROFILE_GROUP:
+        raise ConfigError(f"--config {ref}: a benchmark profile, not a training config; run it with "
+                          f"`medusa benchmark --profile {path.stem}`")
+    return path
 
 
 def add_configs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,9 +98,13 @@ def add_configs_arguments(parser: argparse.ArgumentParser) -> None:
 def run_configs(args: argparse.Namespace) -> int:
     """``medusa configs [NAME] [--path]``."""
     if args.name is None:
-        print(f"packaged configs (use as --config {PREFIX}<name>), in {config_root()}:")
-        for name in list_configs():
+        print(f"packaged configs for medusa fit|validate|test (use as --config {PREFIX}<name>), in {config_root()}:")
+        for name in _lightning():
             print(f"  {PREFIX}{name}")
+        print("benchmark profiles (use as medusa benchmark --profile <name>; `medusa configs benchmark/<name>.yaml` "
+              "prints one):")
+        for name in _profiles():
+            print(f"  {Path(name).stem}")
         return 0
     ref = args.name if args.name.startswith(PREFIX) else PREFIX + args.name
     path = resolve_config(ref)
