@@ -93,6 +93,10 @@ def test_cli_writes_pngs_at_original_size(baseline: tuple[MultiTaskModule, Path]
         with Image.open(d / "panel.png") as im:
             assert im.width > im.height  # input + 2 tasks side by side
         assert not (d / "sfa.png").exists() and not (d / "msa.png").exists()
+    one = tmp_path / "one"  # --images may name one image
+    assert run_cli("--ckpt", ckpt, "--images", images / "b.png", "--out", one, "--size", "64x64") == 0
+    assert sorted(p.name for p in one.iterdir()) == ["b"]
+    check_png(one / "b" / "depth.png", SIZES["b"])
 
 
 def test_training_size_recorded_in_checkpoint(baseline: tuple[MultiTaskModule, Path], images: Path,
@@ -116,8 +120,12 @@ def test_resolve_size_defaults_to_dataset(baseline: tuple[MultiTaskModule, Path]
 
 def test_predict_images_api(baseline: tuple[MultiTaskModule, Path], images: Path, tmp_path: Path) -> None:
     module, _ = baseline
+    (images / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 macOS metadata")  # hidden: not an image
     paths = list_images(images)
     assert [p.name for p in paths] == ["a.jpg", "b.png"]
+    assert list_images(images / "b.png") == [images / "b.png"]  # one image file
+    with pytest.raises(ValueError, match="notes.txt: not an image"):
+        list_images(images / "notes.txt")
     preds = predict_images(module, paths, size=(64, 64))
     assert [sorted(p) for p in preds] == [["depth", "semseg"]] * 2
     for p, hw in zip(preds, SIZES.values()):

@@ -59,11 +59,19 @@ AttentionMaps = dict[str, dict[str, list[tuple[str, np.ndarray]]]]
 # ------------------------------------------------------------------------------------------------------------
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """The ``.jpg`` / ``.jpeg`` / ``.png`` files of ``folder`` (not recursive, case-insensitive), sorted."""
+    """The ``.jpg`` / ``.jpeg`` / ``.png`` files of ``folder`` (not recursive, case-insensitive), sorted; hidden
+    files (``.name``, e.g. the ``._photo.jpg`` metadata that macOS leaves on shared drives) are not images.
+    ``folder`` may also be one image file."""
     folder = Path(folder)
+    if folder.is_file():
+        if folder.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ConfigError(f"{folder}: not an image (expected a file ending in {', '.join(IMAGE_SUFFIXES)}, "
+                              "or a folder of them)")
+        return [folder]
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        raise FileNotFoundError(f"image file or folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if not paths:
         raise ConfigError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
     return paths
@@ -442,7 +450,7 @@ def predict_folder_to_panels(
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa predict``."""
     parser.add_argument("--ckpt", required=True, help="checkpoint (Lightning .ckpt written by training)")
-    parser.add_argument("--images", required=True, help="folder of .jpg / .jpeg / .png images")
+    parser.add_argument("--images", required=True, help="an image, or a folder of .jpg / .jpeg / .png images")
     parser.add_argument("--out", required=True, type=output_dir, help="output folder (one sub-folder per image)")
     parser.add_argument("--size", default=None,
                         help="network input HxW, multiples of 32 (default: the training size if the checkpoint "
