@@ -195,6 +195,33 @@ def test_unreachable_network_says_how_to_install_by_hand(payload: bytes, tmp_pat
     assert_clean(dest)
 
 
+def test_offline_fails_at_once_without_retrying(payload: bytes, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed name lookup (no network) is not retried: the instructions come at once, not after the retries'
+    waits (2 + 4 + 8 s by default). A refused connection (a server restarting) is still retried."""
+    import urllib.error
+
+    from medusa_mtl.data import download as dl
+
+    calls: list[str] = []
+    sleeps: list[float] = []
+    monkeypatch.setattr(dl.time, "sleep", sleeps.append)
+
+    def offline(url: str, *args: object) -> None:
+        calls.append(url)
+        raise urllib.error.URLError(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(dl, "_download_once", offline)
+    rc, _, err = download(tmp_path / "data", "https://example.invalid/NYUD_MT.tgz")
+    assert rc == 2 and "network seems unreachable" in err and "by hand" in err
+    assert len(calls) == 1 and sleeps == []
+    with closed_port_url() as url:  # refused: retried as asked
+        monkeypatch.undo()
+        monkeypatch.setattr(dl.time, "sleep", sleeps.append)
+        rc, _, err = download(tmp_path / "data2", url, "--retries", "2")
+    assert rc == 2 and len(sleeps) == 2
+
+
 def test_corrupt_archive_is_not_half_extracted(payload: bytes, tmp_path: Path) -> None:
     dest = tmp_path / "data"
     dest.mkdir()

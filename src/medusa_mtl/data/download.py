@@ -21,11 +21,13 @@ URLs and checksums live in :data:`ARCHIVES`, nowhere else.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
 import re
 import shutil
+import socket
 import tarfile
 import tempfile
 import time
@@ -223,6 +225,14 @@ def _is_network_unreachable(err: BaseException) -> bool:
     return isinstance(reason, OSError)  # DNS failure, refused or reset connection, timeout
 
 
+def _is_offline(err: BaseException) -> bool:
+    """No name resolution or no route to the host: this machine is offline (a refused or reset connection or a
+    timeout may be a server restarting, and is retried)."""
+    reason = getattr(err, "reason", err)
+    return isinstance(reason, socket.gaierror) or getattr(reason, "errno", None) in (errno.ENETUNREACH,
+                                                                                     errno.EHOSTUNREACH)
+
+
 def fetch(
     url: str,
     dest: str | os.PathLike[str],
@@ -236,7 +246,8 @@ def fetch(
 
     Bytes go to ``dest + ".part"``, renamed to ``dest`` only once complete and verified. An interrupted transfer
     resumes from the partial file (HTTP ``Range``); a checksum mismatch deletes it and downloads again. Up to
-    ``retries`` further attempts are made, ``retry_wait`` seconds apart (doubling).
+    ``retries`` further attempts are made, ``retry_wait`` seconds apart (doubling), except when the machine is
+    offline (no name resolution, no route): that fails at once.
 
     Raises:
         ChecksumMismatch: every attempt gave bytes with another sha256 than ``expected_sha256``.
@@ -268,6 +279,8 @@ def fetch(
         except (urllib.error.URLError, OSError) as err:
             last_error = err
             log(f"  network error: {getattr(err, 'reason', err)}")
+            if _is_offline(err):  # waiting does not bring the network back: say how to place the file now
+                break
             continue
         digest = sha256_file(part)
         if expected is not None and digest != expected:
@@ -490,9 +503,6 @@ def add_download_arguments(parser: Any) -> None:
 def run_download(args: Any) -> int:
     """``medusa data download``: exit code 0 when the dataset is in place and valid, 1 when the check found
     problems (errors such as an unreachable network are raised as :class:`DownloadError`)."""
-    if args.retries < 0:
-        raise DownloadError(f"--retries must be >= 0, got {args.retries}")
-
     def log(message: str) -> None:
         print(message, flush=True)
 
