@@ -35,7 +35,9 @@ def test_unknown_command_names_it_and_the_choices(argv: list[str]) -> None:
 OUTPUT_OPTIONS = [
     (["predict"], "--out", "folder"), (["resources"], "--out", "folder"), (["ufl"], "--out", "folder"),
     (["benchmark"], "--out", "folder"), (["pretrain"], "--cache-dir", "folder"),
-    (["data", "synth", "--dataset", "nyud"], "--root", "folder"),
+    (["data", "synth", "--dataset", "nyud"], "--root", "folder"), (["data", "example"], "--out", "folder"),
+    (["data", "import"], "--out", "folder"), (["data", "download", "nyud"], "--root", "folder"),
+    (["benchmark"], "--data-dir", "folder"), (["benchmark"], "--pretrain-cache", "folder"),
     (["evaluate"], "--out", "file"), (["export"], "--out", "file"), (["convert"], "--out", "file"),
     (["data", "show"], "--out", "file"),
 ]
@@ -82,3 +84,21 @@ def test_a_count_or_fraction_out_of_range_is_a_usage_error(tmp_path, monkeypatch
     rc, _, err = run_cli(argv)
     assert rc == 2 and message in err, err
     assert "Traceback" not in err
+
+
+def test_an_output_path_that_cannot_be_looked_at_is_a_usage_error(tmp_path, monkeypatch) -> None:
+    """A folder one may not read makes ``Path.exists`` raise PermissionError (as a normal user; the tests may run
+    as root, so it is simulated): still a usage error, not a traceback from the option parser."""
+    import pathlib
+
+    locked = tmp_path / "locked"
+    real = pathlib.Path.exists
+
+    def exists(self: pathlib.Path, *args, **kwargs) -> bool:
+        if locked in (self, *self.parents):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "exists", exists)
+    rc, _, err = run_cli(["predict", "--out", str(locked / "x")])
+    assert rc == 2 and f"argument --out: cannot check {locked / 'x'}: Permission denied" in err, err

@@ -194,7 +194,7 @@ def test_wheel_in_fresh_venv_has_configs_and_commands(tmp_path: Path) -> None:
     assert where.startswith(purelib), where
     listing = medusa("configs")
     assert listing.returncode == 0 and "medusa:model/medusa.yaml" in listing.stdout, listing.stderr
-    assert "benchmark/standard.yaml" in listing.stdout
+    assert "--profile" in listing.stdout and "\n  standard\n" in listing.stdout
     assert Path(medusa("configs", "model/medusa.yaml", "--path").stdout.strip()).is_relative_to(purelib)
     synth = medusa("data", "synth", "--dataset", "nyud", "--root", "NYUD_MT", "--num-train", "4", "--num-val", "2",
                    "--size", "64x64")

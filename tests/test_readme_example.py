@@ -21,6 +21,9 @@ def test_worked_example(tmp_path: Path) -> None:
     rc, out, err = run_cli(["data", "example", "--out", str(plain), "--num", "12", "--size", "64x64"])
     assert rc == 0, err
     assert sorted(p.name for p in plain.iterdir()) == ["floor", "furniture", "images"]
+    rc, out, err = run_cli(["data", "example", "--out", str(plain), "--num", "2"])  # taken: refused, kept
+    assert rc == 2 and "exists and is not an empty folder" in err and "Traceback" not in err
+    assert len(list((plain / "images").iterdir())) == 12
     rc, out, err = run_cli(["data", "import", "--from", str(plain), "--out", str(rooms),
                             "--classes", "furniture=background,seating,table,bed,storage"])
     assert rc == 0, err

@@ -14,6 +14,8 @@ PosixPath('results/run1')
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -25,6 +27,20 @@ def _file_ancestor(path: Path) -> Path | None:
     return None
 
 
+def _checked(check: Callable[[str], Path]) -> Callable[[str], Path]:
+    """A path type whose look at the file system may itself fail (a folder one may not read): usage error too."""
+
+    @functools.wraps(check)
+    def wrapper(text: str) -> Path:
+        try:
+            return check(text)
+        except OSError as err:
+            raise argparse.ArgumentTypeError(f"cannot check {text}: {err.strerror or err}") from None
+
+    return wrapper
+
+
+@_checked
 def output_dir(text: str) -> Path:
     """An output folder: new or an existing folder, with no file in the way of creating it."""
     path = Path(text).expanduser()
@@ -36,6 +52,7 @@ def output_dir(text: str) -> Path:
     return path
 
 
+@_checked
 def output_file(text: str) -> Path:
     """An output file: its name given, not an existing folder, with no file in the way of its parent folders."""
     path = Path(text).expanduser()

@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "ufl": ("medusa_mtl.engine.ufl", "add_ufl_arguments", "run_ufl",
             "universal feature learning: freeze a trained backbone, train heads for new tasks"),
     "predict": ("medusa_mtl.reports.predict", "add_predict_arguments", "run_predict",
-                "write prediction and attention PNGs for a folder of images"),
+                "write prediction and attention PNGs for an image or a folder of images"),
     "pretrain": ("medusa_mtl.engine.pretrain", "add_pretrain_arguments", "run_pretrain",
                  "pretrain the shared backbone on rendered images (multi-label object presence); cached"),
     "benchmark": ("medusa_mtl.reports.benchmark", "add_benchmark_arguments", "run_benchmark",
@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "convert": ("medusa_mtl.engine.convert", "add_convert_arguments", "run_convert",
                 "load a checkpoint of the reference implementation (MT baseline, PAD-Net, MTI-Net) into this project"),
     "configs": ("medusa_mtl.cli.configs", "add_configs_arguments", "run_configs",
-                "list the packaged YAML configs, or print one (use them as --config medusa:<name>)"),
+                "list the packaged YAML configs (--config medusa:<name>) and benchmark profiles, or print one"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: set to 1 (or pass ``--verbose`` anywhere on the command line) to see the libraries' warnings and notices

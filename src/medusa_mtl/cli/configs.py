@@ -49,7 +49,7 @@ def resolve_config(ref: str) -> Path:
         name += ".yaml"
     path = config_root() / name
     if ".." in Path(name).parts or not path.is_file():
-        raise ConfigError(f"--config {ref}: no packaged config {name!r}; available: {', '.join(_lightning())} "
+        raise ConfigError(f"--config {ref}: no packaged config {name!r}; available: {', '.join(list_configs())} "
                           "(`medusa configs` lists them)")
     return path
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MedusaError
-from ..options import nonnegative_float, nonnegative_int, positive_float, positive_int
+from ..options import nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -485,7 +485,8 @@ def download_dataset(
 def add_download_arguments(parser: Any) -> None:
     """Options of ``medusa data download``."""
     parser.add_argument("dataset", choices=sorted(ARCHIVES), help="which dataset")
-    parser.add_argument("--root", default="data", help="folder that receives the archive and the dataset folder "
+    parser.add_argument("--root", default="data", type=output_dir,
+                        help="folder that receives the archive and the dataset folder "
                         "(default: data -> data/NYUD_MT, data/PASCAL_MT)")
     parser.add_argument("--url", default=None, help="download from this URL (a mirror) instead of the published one")
     parser.add_argument("--sha256", default=None, help="expected sha256 of the archive (verified)")

@@ -54,7 +54,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import tasks as task_registry
 from ..errors import MedusaError
-from ..options import open_fraction
+from ..options import open_fraction, output_dir
 from . import formats, generic
 from .formats import IGNORE_INDEX, DataFormatError
 
@@ -629,7 +629,8 @@ def add_import_arguments(parser: Any) -> None:
     """Options of ``medusa data import``."""
     parser.add_argument("--from", dest="src", required=True, metavar="FOLDER",
                         help="folder with the image folder and one label folder per task (files matched by name)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder for the dataset")
+    parser.add_argument("--out", required=True, type=output_dir, metavar="DIR",
+                        help="new (or empty) folder for the dataset")
     parser.add_argument("--name", default=None, help="dataset name (default: DIR's folder name, lower case)")
     parser.add_argument("--images", default="images", metavar="NAME", help="image folder inside FOLDER (images)")
     parser.add_argument("--kind", action="append", default=[], metavar="TASK=KIND",

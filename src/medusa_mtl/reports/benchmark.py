@@ -653,12 +653,13 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", help="quick, full, or a profile YAML path")
     parser.add_argument("--out", default="results", type=output_dir,
                         help="output folder (REPORT.md, results.json, runs/)")
-    parser.add_argument("--data-dir", default="data/synthetic", help="where the synthetic datasets live")
+    parser.add_argument("--data-dir", default="data/synthetic", type=output_dir,
+                        help="where the synthetic datasets live")
     parser.add_argument("--models", default=None, help="comma-separated subset of models (default: all)")
     parser.add_argument("--seed", type=int, default=None, help="override the profile's seed")
     parser.add_argument("--no-progress", action="store_true", help="no per-batch progress bars")
     parser.add_argument("--skip-resources", action="store_true", help="do not run the resource report")
-    parser.add_argument("--pretrain-cache", default="data/pretrained",
+    parser.add_argument("--pretrain-cache", default="data/pretrained", type=output_dir,
                         help="where the shared pretrained backbone is cached (see `medusa pretrain`)")
     parser.add_argument("--jobs", type=positive_int, default=None,
                         help="runs trained at once, one torch thread each (default: 2 on a multi-core CPU, 1 on GPU)")

@@ -1,8 +1,9 @@
-"""``medusa predict``: readable PNGs of a checkpoint's predictions (and Medusa's attention) for a folder of images.
+"""``medusa predict``: readable PNGs of a checkpoint's predictions (and Medusa's attention) for images.
 
-For every ``.jpg`` / ``.jpeg`` / ``.png`` of the input folder (sorted by name) the image is resized to the
-network size (bicubic, as in evaluation), run through the model in eval mode, and every main task's raw output
-is resized back to the image's original size (bilinear, as in evaluation) and post-processed. Written per
+For the input image, or every ``.jpg`` / ``.jpeg`` / ``.png`` of the input folder (sorted by name; hidden files
+skipped), the image is resized to the network size (bicubic, as in evaluation), run through the model in eval
+mode, and every main task's raw output is resized back to the image's original size (bilinear, as in
+evaluation) and post-processed. Written per
 image, in ``<out>/<image stem>/``:
 
 - ``input.png``: the image as read;

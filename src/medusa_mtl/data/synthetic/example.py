@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...options import positive_int
+from ...errors import ConfigError
+from ...options import output_dir, positive_int
 from .generate import sample_rng
 from .nyud import BED, CABINET, CHAIR, FLOOR, SOFA, TABLE, render_nyud
 
@@ -60,7 +61,7 @@ def write_example_folder(out: str | os.PathLike[str], num: int = 200, size: tupl
     if num < 1:
         raise ValueError(f"--num must be >= 1, got {num}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"--out {out}: exists and is not an empty folder")
+        raise ConfigError(f"--out {out}: exists and is not an empty folder; choose a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -84,7 +85,7 @@ def write_example_folder(out: str | os.PathLike[str], num: int = 200, size: tupl
 
 def add_example_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa data example``."""
-    parser.add_argument("--out", required=True, type=Path, help="output folder (new or empty)")
+    parser.add_argument("--out", required=True, type=output_dir, help="output folder (new or empty)")
     parser.add_argument("--num", type=positive_int, default=200, help="number of images (default 200)")
     parser.add_argument("--size", default="64x64", help="HxW of the images (default 64x64)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same rooms")
