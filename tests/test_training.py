@@ -372,6 +372,8 @@ def test_ufl_cli_resumes_an_interrupted_run_exactly_and_guards_its_out(synth: di
     rc, err = ufl("empty", "--resume")
     assert rc == 2 and "no interrupted run" in err, err
 
+    rc, err = ufl("cut", "--resume", "--tasks", "sal")  # not the run in "cut": named, not a state-dict traceback
+    assert rc == 2 and "--resume" in err and "new tasks ['human_parts', 'sal'], now ['sal']" in err, err
     rc, err = ufl("cut", "--resume")  # with the CLI's default two DataLoader workers
     assert rc == 0, err
     resumed = json.loads((tmp_path / "cut" / "ufl_metrics.json").read_text())
@@ -379,6 +381,30 @@ def test_ufl_cli_resumes_an_interrupted_run_exactly_and_guards_its_out(synth: di
     a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("trainer:\n  max_epoch: 1\n", "trainer.max_epoch is not an option of trainer"),
+    ("data:\n  batchsize: 2\n", "data.batchsize is not an option of data"),
+    ("data: [1,\n", "not valid YAML"),
+    ("- data\n- trainer\n", "expected a mapping with 'data:' and/or 'trainer:' sections, got a list"),
+    ("model:\n  arch: medusa\n", "section 'model' is not used by medusa ufl"),
+])
+def test_ufl_config_mistakes_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    """Each was a TypeError / ParserError / AttributeError traceback, or (model:) silently ignored."""
+    path = tmp_path / "ufl.yaml"
+    path.write_text(text)
+    rc, _, err = run_cli(["ufl", "--source-ckpt", str(tmp_path / "src.ckpt"), "--tasks", "sal", "--config", str(path),
+                          "--out", str(tmp_path / "out")])
+    assert rc == 2 and str(path) in err and message in err and "Traceback" not in err, err
+
+
+def test_ufl_config_sections_are_passed_on(tmp_path: Path) -> None:
+    from medusa_mtl.engine.ufl import load_ufl_config
+
+    path = tmp_path / "ufl.yaml"
+    path.write_text("data:\n  batch_size: 2\ntrainer:\n  max_epochs: 3\n  precision: 32\n")
+    assert load_ufl_config(path) == {"data": {"batch_size": 2}, "trainer": {"max_epochs": 3, "precision": 32}}
 
 
 def _pascal_test_loader(synth: dict[str, Path]) -> torch.utils.data.DataLoader:

@@ -461,7 +461,8 @@ class MultiTaskDataModule(L.LightningDataModule):
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"dataset folder not found: {self.root} (expected a {self.dataset_name.upper()}_MT folder; "
-                "create a synthetic one with `medusa data synth` or set --data.root)"
+                "create a synthetic one with `medusa data synth`, or name the folder: --data.root for medusa "
+                "fit/validate/test, --root for medusa ufl, --data for medusa evaluate)"
             )
         train_all = read_split_ids(self.dataset_name, self.root, "train")
         test = read_split_ids(self.dataset_name, self.root, "val")

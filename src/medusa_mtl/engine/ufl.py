@@ -20,7 +20,7 @@ from ..models.ufl import UFLModel
 from ..options import output_dir, positive_float, positive_int
 from ..tasks import parse_tasks
 
-__all__ = ["UFLModel", "ufl_module_from_checkpoint", "add_ufl_arguments", "run_ufl"]
+__all__ = ["UFLModel", "ufl_module_from_checkpoint", "load_ufl_config", "add_ufl_arguments", "run_ufl"]
 
 def ufl_module_from_checkpoint(
     source_ckpt: str | Path, new_tasks: list[str] | str, dataset: str = "pascal", **overrides: Any
@@ -74,10 +74,65 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
                              "it ends as the uninterrupted run would")
 
 
+def load_ufl_config(path: str | Path) -> dict[str, Any]:
+    """The ``--config`` YAML of ``medusa ufl``: optional ``data:`` (:class:`MultiTaskDataModule` arguments) and
+    ``trainer:`` (``lightning.Trainer`` arguments) sections; anything else is a
+    :class:`~medusa_mtl.errors.ConfigError` naming the file and the key."""
+    import inspect
+
+    import lightning as L
+    import yaml
+
+    from ..errors import ConfigError
+    from .training import MultiTaskDataModule
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config: file not found: {path}")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config {path}: not valid YAML: {err}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"--config {path}: expected a mapping with 'data:' and/or 'trainer:' sections, "
+                          f"got a {type(cfg).__name__}")
+    sections = {"data": MultiTaskDataModule.__init__, "trainer": L.Trainer.__init__}
+    for key, value in cfg.items():
+        if key not in sections:
+            raise ConfigError(f"--config {path}: section {key!r} is not used by medusa ufl (it takes 'data:' and "
+                              "'trainer:'; the model is the source checkpoint's, the lr is --lr)")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"--config {path}: {key!r} must be a mapping of options, got {value!r}")
+        accepted = set(inspect.signature(sections[key]).parameters) - {"self"}
+        unknown = sorted(set(value) - accepted)
+        if unknown:
+            raise ConfigError(f"--config {path}: {key}.{unknown[0]} is not an option of {key} (options: "
+                              f"{', '.join(sorted(accepted))})")
+    return cfg
+
+
+def _check_resumable(last: Path, module: Any) -> None:
+    """``--resume`` continues the run in ``--out`` only if it trained this very model (same source, same new tasks):
+    otherwise a state-dict mismatch would surface deep in Lightning."""
+    from ..errors import ConfigError
+    from .checkpoints import load_checkpoint
+    from .training import ufl_steps
+
+    ckpt = load_checkpoint(last)
+    theirs = {k: tuple(v.shape) for k, v in ckpt.get("state_dict", {}).items()}
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if theirs != ours:
+        before = (ufl_steps((ckpt.get("hyper_parameters") or {}).get("ufl")) or [{}])[-1].get("new_tasks")
+        now = ufl_steps(module.hparams.get("ufl"))[-1]["new_tasks"]
+        raise ConfigError(f"--resume: {last} was trained with other options (new tasks {before}, now {now}; or "
+                          "another --source-ckpt): resume with the same options, or choose another --out")
+
+
 def run_ufl(args: argparse.Namespace) -> int:
     """``medusa ufl``: train new heads on a frozen backbone, test them, write metrics JSON."""
     import lightning as L
-    import yaml
 
     from ..errors import ConfigError
     from ..provenance import provenance, write_json
@@ -93,17 +148,14 @@ def run_ufl(args: argparse.Namespace) -> int:
     if not args.resume and last.is_file():  # a second run would overwrite the first one's checkpoints
         raise ConfigError(f"--out {out} already holds a UFL run ({last}): pass --resume to continue it, "
                           "or choose another --out")
-    cfg: dict[str, Any] = {}
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config: file not found: {path}")
-        cfg = yaml.safe_load(path.read_text()) or {}
+    cfg = load_ufl_config(args.config) if args.config else {}
     data_cfg = dict(cfg.get("data") or {})
     trainer_cfg = dict(cfg.get("trainer") or {})
     L.seed_everything(args.seed, workers=True)
     overrides = {"lr": args.lr} if args.lr is not None else {}
     module = ufl_module_from_checkpoint(args.source_ckpt, args.tasks, args.dataset, **overrides)
+    if args.resume:
+        _check_resumable(last, module)
     data_cfg.update(dataset=args.dataset, root=args.root)
     if args.root is None:
         data_cfg.pop("root")
