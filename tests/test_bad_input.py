@@ -170,6 +170,8 @@ OPTION_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
      ("unrecognized arguments: --trainer.max_epoch",)),
     ("value of the wrong type", ("--model.lr", "fast"), ('"model.lr"', "float", "fast")),
     ("missing checkpoint", ("--ckpt_path", "nowhere/last.ckpt"), ("nowhere/last.ckpt",)),
+    ("model and data of different datasets", ("--data.dataset", "pascal", "--data.tasks", "[sal]"),
+     ("--model.dataset", "'nyud'", "'pascal'", "--data.dataset")),
 ]  # fmt: skip
 
 
@@ -181,6 +183,35 @@ def test_bad_option_gives_one_clear_error(
     rc, _, err = run_cli(fit_args(good_nyud, out, *extra))
     assert_one_clear_error(rc, err, "fit", *expected)
     assert_no_result(out)
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", None], ids=["garbage", "truncated"])
+def test_unreadable_ckpt_path_gives_one_clear_error(content: bytes | None, good_nyud: Path, tmp_path: Path) -> None:
+    """Lightning reads a --ckpt_path file for its hyper-parameters before anything else (it was an
+    UnpicklingError / PytorchStreamReader traceback)."""
+    ckpt = tmp_path / "bad.ckpt"
+    if content is None:  # the first half of a real checkpoint
+        import torch
+
+        torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {}}, ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    else:
+        ckpt.write_bytes(content)
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(good_nyud, out, "--ckpt_path", str(ckpt)))
+    assert_one_clear_error(rc, err, "fit", str(ckpt), "cannot be read", "truncated or corrupt")
+    assert_no_result(out)
+
+
+def test_ckpt_path_settings_that_replace_the_config_are_reported(good_nyud: Path, tmp_path: Path) -> None:
+    """Lightning builds the model as a --ckpt_path file records it, over the config: say which settings changed."""
+    rc, _, err = run_cli(fit_args(good_nyud, tmp_path / "a"))
+    assert rc == 0, err
+    ckpt = next((tmp_path / "a").rglob("last.ckpt"))
+    rc, _, err = run_cli(["validate", *fit_args(good_nyud, tmp_path / "b", "--model.arch", "mtan")[1:],
+                          "--ckpt_path", str(ckpt)])
+    assert rc == 0, err
+    assert f"note: the model is built as {ckpt} records it: arch 'mt_baseline' (config: 'mtan')" in err, err
 
 
 def test_config_file_key_that_does_not_exist(good_nyud: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
@@ -22,6 +23,32 @@ class MedusaCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         return super()._instantiate_trainer(complete_trainer_config(config), callbacks)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning builds the model from the hyper-parameters a ``--ckpt_path`` file records, over the config's:
+        the file is read with the project's checks first (a corrupt one is a one-line error, not an unpickling
+        traceback), and every model setting it replaces is reported."""
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return super()._parse_ckpt_path()
+        from ..engine.checkpoints import load_checkpoint
+
+        load_checkpoint(ckpt_path)
+        before = _flat(self.config[sub].get("model"))
+        super()._parse_ckpt_path()
+        after = _flat(self.config[sub].get("model"))
+        changed = [f"{k} {after[k]!r} (config: {before[k]!r})" for k in sorted(after)
+                   if k in before and before[k] != after[k]]
+        if changed:
+            print(f"medusa {sub}: note: the model is built as {ckpt_path} records it: {'; '.join(changed)}",
+                  file=sys.stderr)
+
+
+def _flat(namespace: Any) -> dict[str, Any]:
+    if namespace is None:
+        return {}
+    return dict(namespace.as_dict() if hasattr(namespace, "as_dict") else namespace)
 
 
 def run_lightning_cli(argv: list[str]) -> int:

@@ -206,9 +206,10 @@ class MultiTaskModule(L.LightningModule):
             register_declaration(decl)
 
     def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None)
         # Lightning's model summary measures FLOPs on ``example_input_array`` and prints 0 without one: give it
         # one image of the run's input size when the data module says what that is.
-        size = getattr(getattr(self._trainer, "datamodule", None), "input_size", None)
+        size = getattr(datamodule, "input_size", None)
         if size is not None and self.example_input_array is None:
             self.example_input_array = torch.zeros(1, 3, int(size[0]), int(size[1]))
 
@@ -485,6 +486,12 @@ class MultiTaskDataModule(L.LightningDataModule):
         return self.size if self.size is not None else tuple(get_dataset_info(self.dataset_name).default_size)
 
     def setup(self, stage: str | None = None) -> None:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        model_data = getattr(module, "eval_dataset", None)
+        if model_data is not None and resolve_dataset(model_data) != self.dataset_name:
+            # a 40-class NYUD head trained on PASCAL's labels runs without complaint and means nothing
+            raise ConfigError(f"the model predicts dataset {model_data!r} (--model.dataset) but the data is "
+                              f"{self.dataset_name!r} (--data.dataset): set both to the same dataset")
         tasks = self._resolve_tasks()
         self.train_ids, self.val_ids, self.test_ids = self.split_ids()
         extra: dict[str, Any] = {}
