@@ -301,6 +301,8 @@ def test_clear_errors_for_bad_names() -> None:
         create_model("medusa", tasks=["depth"], dataset="pascal")
     with pytest.raises(ValueError, match="unknown Medusa head"):
         create_model("medusa", tasks=["semseg"], head="fancy")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['foo'\]: not options of the model, nor of the timm"):
+        create_model("medusa", tasks=["semseg"], backbone="test_efficientnet", foo=1)  # it blamed the backbone
 
 
 def test_add_task_errors(medusa_aux: nn.Module) -> None:

@@ -208,6 +208,8 @@ def test_predictor_api(baseline: tuple[MultiTaskModule, Path], images: Path) -> 
         predictor.predict(arr.astype(np.float32))
     with pytest.raises(TypeError, match="image path"):
         predictor.predict(42)
+    with pytest.raises(ValueError, match="a folder, not a file"):  # it said "missing file"
+        predictor.predict(images)
 
 
 def test_raw_outputs_read_back(images: Path, tmp_path: Path) -> None:

@@ -64,3 +64,8 @@ def test_worked_example(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "eval.json").read_text())
     assert set(report["metrics"]) == {"floor", "furniture"} and report["dataset"] == "rooms"
     assert 0.0 <= report["metrics"]["furniture"]["mIoU"] <= 100.0
+    # the NYUD source on the rooms folder: the mismatch is named (it was a missing NYUD split file)
+    for data in (yaml_path, rooms):
+        rc, out, err = run_cli(["evaluate", "--ckpt", str(source_ckpt), "--data", str(data), "--num-workers", "0",
+                                "--out", str(tmp_path / "wrong.json")])
+        assert rc == 2 and "dataset 'rooms'" in err and "predicts dataset 'nyud'" in err, err

@@ -481,6 +481,8 @@ def write_pascal_splits(root: Path, train_ids: list[str], val_ids: list[str]) ->
 
 
 def _require_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise DataFormatError(path, f"a folder, not a file (expected {what}; pass its files one by one)")
     if not path.is_file():
         raise DataFormatError(path, f"missing file (expected {what})")
 

@@ -105,6 +105,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``medusa evaluate``."""
+    from ..data.datasets import resolve_dataset
+    from ..data.generic import SPEC_FILE
     from ..data.sizes import parse_network_size
     from ..provenance import provenance, write_json
     from .training import MultiTaskDataModule
@@ -129,8 +131,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     module.hparams["metric_options"] = options
     dataset = args.dataset or module.eval_dataset
     root = Path(args.data)
+    spec = root if root.suffix in (".yaml", ".yml") else root / SPEC_FILE
     if root.suffix in (".yaml", ".yml"):  # a dataset.yaml: the tasks' declaration is the checkpoint's own
         root = root.parent
+    if args.dataset is None and spec.is_file():  # --data names a declared dataset: is it the checkpoint's?
+        declared = resolve_dataset(spec)
+        if declared != resolve_dataset(dataset):
+            raise ConfigError(f"--data {args.data}: dataset {declared!r} ({spec}), but {args.ckpt} predicts dataset "
+                              f"{dataset!r}: evaluate it on a {dataset!r} folder")
     data = MultiTaskDataModule(
         dataset=dataset, root=str(root), tasks=module.main_tasks, size=size,
         batch_size=args.batch_size, num_workers=args.num_workers, max_eval=args.max_samples,

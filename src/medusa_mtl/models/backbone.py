@@ -77,6 +77,11 @@ class Backbone(nn.Module):
             pretrained = True
         try:
             probe = timm.create_model(name, pretrained=False, **kwargs)
+        except TypeError as err:
+            if timm_kwargs and "unexpected keyword argument" in str(err):  # reached the backbone: no one took it
+                raise ValueError(f"unknown option(s) {sorted(timm_kwargs)}: not options of the model, nor of the "
+                                 f"timm backbone {name!r} ({err})") from err
+            raise ValueError(f"backbone {name!r} cannot be built with features_only=True: {err}") from err
         except Exception as err:  # timm raises assorted errors for models without features_only
             raise ValueError(f"backbone {name!r} cannot be built with features_only=True: {err}") from err
         n = len(probe.feature_info)
