@@ -214,6 +214,15 @@ def test_ckpt_path_settings_that_replace_the_config_are_reported(good_nyud: Path
     assert f"note: the model is built as {ckpt} records it: arch 'mt_baseline' (config: 'mtan')" in err, err
 
 
+def test_config_file_that_is_not_yaml_is_named(good_nyud: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text("trainer:\n  max_epochs: [1,\n")
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(good_nyud, out, "--config", str(cfg)))
+    assert_one_clear_error(rc, err, "fit", f"--config {cfg}: not valid YAML", "line 3")  # it said <unicode string>
+    assert not out.exists()
+
+
 def test_config_file_key_that_does_not_exist(good_nyud: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "typo.yaml"
     cfg.write_text("trainer:\n  max_epoch: 3\n")

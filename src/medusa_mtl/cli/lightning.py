@@ -65,6 +65,7 @@ def run_lightning_cli(argv: list[str]) -> int:
     cmd = argv[0] if argv else "fit"
     try:
         argv = resolve_config_args(argv)
+        _check_yaml_files(argv)
         # sys.argv rather than args=: LightningCLI warns that args= is meant for calls from Python code
         saved_argv = sys.argv
         sys.argv = ["medusa", *argv]
@@ -92,6 +93,24 @@ def run_lightning_cli(argv: list[str]) -> int:
         print(f"medusa {cmd}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_yaml_files(argv: list[str]) -> None:
+    """A ``--config`` file that is not valid YAML is named (the config parser reports a ``<unicode string>``)."""
+    import yaml
+
+    from ..errors import ConfigError
+
+    files = [b for a, b in zip(argv, argv[1:]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            continue  # the parser's own message names a missing file
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--config {path}: not valid YAML: {' '.join(str(err).split())}") from None
 
 
 def _has_omegaconf() -> bool:
