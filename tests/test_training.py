@@ -384,7 +384,7 @@ def test_ufl_cli_resumes_an_interrupted_run_exactly_and_guards_its_out(synth: di
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("trainer:\n  max_epoch: 1\n", "trainer.max_epoch is not an option of trainer"),
+    ("trainer:\n  max_epoch: 1\n", "trainer.max_epoch is not an option of trainer (did you mean max_epochs"),
     ("data:\n  batchsize: 2\n", "data.batchsize is not an option of data"),
     ("data: [1,\n", "not valid YAML"),
     ("- data\n- trainer\n", "expected a mapping with 'data:' and/or 'trainer:' sections, got a list"),

@@ -17,6 +17,7 @@ import argparse
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _file_ancestor(path: Path) -> Path | None:
@@ -114,3 +115,19 @@ def open_fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
+
+
+def load_yaml(path: str | Path, option: str = "--config") -> Any:
+    """The content of the YAML file an option names; invalid YAML is a
+    :class:`~medusa_mtl.errors.ConfigError` naming the option, the file and the parser's line."""
+    import yaml
+
+    from .errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{option}: file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{option} {path}: not valid YAML: {' '.join(str(err).split())}") from None

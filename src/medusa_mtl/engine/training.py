@@ -206,10 +206,9 @@ class MultiTaskModule(L.LightningModule):
             register_declaration(decl)
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None)
         # Lightning's model summary measures FLOPs on ``example_input_array`` and prints 0 without one: give it
         # one image of the run's input size when the data module says what that is.
-        size = getattr(datamodule, "input_size", None)
+        size = getattr(getattr(self._trainer, "datamodule", None), "input_size", None)
         if size is not None and self.example_input_array is None:
             self.example_input_array = torch.zeros(1, 3, int(size[0]), int(size[1]))
 

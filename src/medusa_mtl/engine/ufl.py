@@ -78,21 +78,16 @@ def load_ufl_config(path: str | Path) -> dict[str, Any]:
     """The ``--config`` YAML of ``medusa ufl``: optional ``data:`` (:class:`MultiTaskDataModule` arguments) and
     ``trainer:`` (``lightning.Trainer`` arguments) sections; anything else is a
     :class:`~medusa_mtl.errors.ConfigError` naming the file and the key."""
+    import difflib
     import inspect
 
     import lightning as L
-    import yaml
 
     from ..errors import ConfigError
+    from ..options import load_yaml
     from .training import MultiTaskDataModule
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config: file not found: {path}")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--config {path}: not valid YAML: {err}") from None
+    cfg = load_yaml(path) or {}
     if not isinstance(cfg, dict):
         raise ConfigError(f"--config {path}: expected a mapping with 'data:' and/or 'trainer:' sections, "
                           f"got a {type(cfg).__name__}")
@@ -108,8 +103,9 @@ def load_ufl_config(path: str | Path) -> dict[str, Any]:
         accepted = set(inspect.signature(sections[key]).parameters) - {"self"}
         unknown = sorted(set(value) - accepted)
         if unknown:
-            raise ConfigError(f"--config {path}: {key}.{unknown[0]} is not an option of {key} (options: "
-                              f"{', '.join(sorted(accepted))})")
+            close = difflib.get_close_matches(unknown[0], sorted(accepted), n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"options: {', '.join(sorted(accepted))}"
+            raise ConfigError(f"--config {path}: {key}.{unknown[0]} is not an option of {key} ({hint})")
     return cfg
 
 
