@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("medusa_mtl.models",)),
     ("engine", ("medusa_mtl.engine",)),
     ("reports", ("medusa_mtl.reports",)),
-    ("cli", ("medusa_mtl.cli",)),
+    ("cli", ("medusa_mtl.cli", "medusa_mtl.__main__")),
 ]
 
 

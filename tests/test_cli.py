@@ -102,3 +102,13 @@ def test_an_output_path_that_cannot_be_looked_at_is_a_usage_error(tmp_path, monk
     monkeypatch.setattr(pathlib.Path, "exists", exists)
     rc, _, err = run_cli(["predict", "--out", str(locked / "x")])
     assert rc == 2 and f"argument --out: cannot check {locked / 'x'}: Permission denied" in err, err
+
+
+def test_python_dash_m_runs_the_command() -> None:
+    """``python -m medusa_mtl`` is the ``medusa`` command (it was "No module named medusa_mtl.__main__")."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "medusa_mtl", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"medusa-mtl {__version__}", done.stderr

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import torch
 
 from medusa_mtl.data import formats
 from medusa_mtl.engine.pretrain import PretrainSettings, ensure_pretrained, presence_vector, pretrain_record
-from medusa_mtl.errors import ConfigError
+from medusa_mtl.errors import CheckpointError, ConfigError
 from medusa_mtl.models import create_model
 from medusa_mtl.reports.claims import (
     CONTRADICTED,
@@ -59,6 +61,10 @@ def test_pretrain_writes_a_file_that_pretrained_file_loads_and_caches_it(tmp_pat
     mtime = path.stat().st_mtime_ns
     assert ensure_pretrained(settings, tmp_path, log=logs.append) == path
     assert path.stat().st_mtime_ns == mtime and any("cached" in m for m in logs)
+    # a truncated cache file is named before any run uses it (it was an 80-line traceback in the benchmark)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cached pretrained backbone: delete it"):
+        ensure_pretrained(settings, tmp_path, log=logs.append)
 
 
 def test_pretrain_settings_reject_bad_values() -> None:
@@ -222,3 +228,29 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     (tmp_path / "b" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json").unlink()
     resumed, logs = run("b", 2)
     assert not any("afresh" in m for m in logs) and same(resumed["test"], fresh["test"])
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: "", "expected a mapping of settings"),  # an empty file
+    (lambda p: p["data"].pop("pascal"), "data.pascal must be a mapping, got None"),
+    (lambda p: p["data"]["nyud"].update(num_train="eight"), "data.nyud.num_train must be an integer >= 1, got 'eight'"),
+    (lambda p: p["data"]["nyud"].update(size="64x64"), "data.nyud.size must be [height, width], positive multiples"),
+    (lambda p: p["loader"].pop("val_fraction"), "loader.val_fraction must be a number strictly between 0 and 1"),
+    (lambda p: p["mtl"].update(epochs="1x"), "mtl.epochs must be an integer >= 1, got '1x'"),
+    (lambda p: p["ufl"].update(optimizer="adamw"), "ufl.optimizer must be 'adam' or 'sgd', got 'adamw'"),
+    (lambda p: p.update(skip=["nyud/mt_baselin"]), "skip must be a list of row names (nyud/medusa"),
+    (lambda p: p.update(one_seed=["bogus/row"]), "one_seed must be a list of row names"),
+])
+def test_profile_mistakes_are_named_before_any_work(tmp_path: Path, edit: Any, message: str) -> None:
+    """Each was a TypeError / KeyError traceback (some after pretraining and data generation), a mangled size,
+    or (skip / one_seed typos) silently ignored: hours of unwanted training on the larger profiles."""
+    import yaml
+
+    from medusa_mtl.reports import benchmark
+
+    profile = benchmark.load_profile("quick")
+    text = edit(profile)
+    path = tmp_path / "mine.yaml"
+    path.write_text(text if isinstance(text, str) else yaml.safe_dump(profile))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        benchmark.load_profile(str(path))

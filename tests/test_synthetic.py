@@ -313,3 +313,9 @@ def test_cli_and_contact_sheet(tmp_path: Path, roots: dict[str, Path], capsys: p
 
     with Image.open(tmp_path / "s2.png") as im:
         assert im.size[0] > im.size[1]  # 6 columns, 2 rows
+    capsys.readouterr()
+    n_val = len(formats.read_split(roots["pascal_a"], "pascal", "val"))
+    assert run_show(sp.parse_args(["--root", str(roots["pascal_a"]), "--out", str(tmp_path / "s3.png"), "--num",
+                                   str(n_val + 40), "--split", "val"])) == 0
+    # it echoed --num: "contact sheet of 50 samples" from a split of 4
+    assert f"contact sheet of {n_val} pascal val samples" in capsys.readouterr().out

@@ -210,6 +210,7 @@ def contact_sheet(
     num: int = 6,
     split: str = "train",
     tasks: Sequence[str] | None = None,
+    shown: list[str] | None = None,
 ) -> Path:
     """Write a contact sheet PNG: one row per sample (image + every label), column titles on top.
 
@@ -222,6 +223,7 @@ def contact_sheet(
         num: number of samples (evenly spread over the split).
         split: ``"train"`` or ``"val"``.
         tasks: subset of the dataset's tasks to show (default: all).
+        shown: if given, receives the ids of the samples on the sheet (fewer than ``num`` on a small split).
 
     Returns:
         The written path.
@@ -238,6 +240,8 @@ def contact_sheet(
     ids, samples, all_tasks = _read_samples(root, dataset, split, num)
     if not samples:
         raise ValueError(f"{root}: split {split!r} of {dataset} has no sample to show")
+    if shown is not None:
+        shown.extend(ids)
     if tasks is not None:
         unknown = [t for t in tasks if t not in all_tasks]
         if unknown:
@@ -331,6 +335,8 @@ def run_show(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--root {root}: folder does not exist")
     dataset = args.dataset or _detect(root)  # type: ignore[arg-type]
     name = _resolve(dataset, root)[0]
-    out = contact_sheet(root, dataset, args.out, num=args.num, split=args.split, tasks=args.tasks)
-    print(f"wrote contact sheet of {args.num} {name} {args.split} samples to {out}")
+    shown: list[str] = []
+    out = contact_sheet(root, dataset, args.out, num=args.num, split=args.split, tasks=args.tasks, shown=shown)
+    more = f" (the split has no more than {len(shown)})" if len(shown) < args.num else ""
+    print(f"wrote contact sheet of {len(shown)} {name} {args.split} samples to {out}{more}")
     return 0

@@ -245,6 +245,14 @@ def ensure_pretrained(settings: PretrainSettings, cache_dir: str | Path = DEFAUL
     """The cached weights file for ``settings``, pretraining first if it is absent."""
     path = cached_path(settings, cache_dir)
     if path.is_file() and path.with_suffix(".json").is_file():
+        from ..errors import CheckpointError
+        from .checkpoints import load_checkpoint
+
+        try:  # a truncated cache file (a full disk, a copy cut short) would fail deep in the first run using it
+            load_checkpoint(path, require_state_dict=False)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}. It is a cached pretrained backbone: delete it (and its .json) to pretrain "
+                                  "again, e.g. `medusa pretrain --force` with the same settings") from None
         log(f"pretrained backbone: using cached {path}")
         return path
     pretrain(settings, path, log=log, workers=workers)

@@ -83,10 +83,17 @@ def load_profile(name: str) -> dict[str, Any]:
                                                  "benchmark").iterdir() if p.name.endswith(".yaml"))
             raise ConfigError(f"unknown --profile {name!r}; known profiles: {known} (or a YAML path)")
         text = res.read_text()
-    profile = yaml.safe_load(text)
+    try:
+        profile = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--profile {name}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(profile, dict):
+        raise ConfigError(f"--profile {name}: expected a mapping of settings (see `medusa configs "
+                          f"benchmark/quick.yaml`), got {type(profile).__name__}")
     for key in ("profile", "seed", "data", "loader", "mtl", "st_pascal", "ufl"):
         if key not in profile:
             raise ConfigError(f"profile {name!r} lacks the key {key!r}")
+    _check_profile_values(name, profile)
     seeds = profile.setdefault("seeds", [profile["seed"]])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"profile {name!r}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
@@ -95,6 +102,63 @@ def load_profile(name: str) -> dict[str, Any]:
         if not isinstance(value, list):
             raise ConfigError(f"profile {name!r}: {key!r} must be a list of row names, got {value!r}")
     return profile
+
+
+def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
+    """Every value the runs read, with its type and range, checked before any work (a typo in a profile was a
+    KeyError / TypeError traceback, sometimes after pretraining and data generation)."""
+
+    def fail(key: str, expected: str, value: Any) -> None:
+        raise ConfigError(f"profile {name!r}: {key} must be {expected}, got {value!r}")
+
+    def section(key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            fail(key, "a mapping", value)
+        return value
+
+    def count(key: str, value: Any, least: int = 1) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            fail(key, f"an integer >= {least}", value)
+
+    def number(key: str, value: Any, low: float = 0.0, low_open: bool = True) -> None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and (value > low if low_open
+                                                                                 else value >= low)
+        if not ok:
+            fail(key, f"a number {'>' if low_open else '>='} {low:g}", value)
+
+    count("seed", profile["seed"], 0)
+    data = section("data", profile["data"])
+    for dataset in ("nyud", "pascal"):
+        spec = section(f"data.{dataset}", data.get(dataset))
+        for key in ("num_train", "num_val"):
+            count(f"data.{dataset}.{key}", spec.get(key))
+        size = spec.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                    and v > 0 and v % 32 == 0 for v in size)):
+            fail(f"data.{dataset}.size", "[height, width], positive multiples of 32", size)
+        if "scales" in spec and not (isinstance(spec["scales"], list) and spec["scales"] and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in spec["scales"])):
+            fail(f"data.{dataset}.scales", "a non-empty list of positive numbers", spec["scales"])
+    loader = section("loader", profile["loader"])
+    count("loader.batch_size", loader.get("batch_size"))
+    count("loader.num_workers", loader.get("num_workers"), 0)
+    if "eval_batch_size" in loader:
+        count("loader.eval_batch_size", loader["eval_batch_size"])
+    fraction = loader.get("val_fraction")
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        fail("loader.val_fraction", "a number strictly between 0 and 1", fraction)
+    for group in ("mtl", "st_pascal", "ufl"):
+        cfg = section(group, profile[group])
+        count(f"{group}.epochs", cfg.get("epochs"))
+        if cfg.get("optimizer") not in ("adam", "sgd"):
+            fail(f"{group}.optimizer", "'adam' or 'sgd'", cfg.get("optimizer"))
+        number(f"{group}.lr", cfg.get("lr"))
+        number(f"{group}.weight_decay", cfg.get("weight_decay", 0.0), low_open=False)
+    known = {run.base for run in plan_runs(None, {"seed": 0})}  # every row of the benchmark
+    for key in ("one_seed", "skip", "scratch_check"):
+        unknown = sorted(set(profile.get(key) or []) - known)
+        if unknown:
+            fail(key, f"a list of row names ({', '.join(sorted(known))})", unknown)
 
 
 def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None = None) -> list[Run]:
