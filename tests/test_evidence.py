@@ -228,6 +228,8 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     (tmp_path / "b" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json").unlink()
     resumed, logs = run("b", 2)
     assert not any("afresh" in m for m in logs) and same(resumed["test"], fresh["test"])
+    # its train time is that of all its epochs, not only of the resumed part (here: nothing left to train)
+    assert resumed["train_time_s"] >= 0.8 * fresh["train_time_s"] > 0, (resumed["train_time_s"], fresh["train_time_s"])
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -16,7 +16,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -614,6 +616,31 @@ def make_trainer(**kwargs: Any) -> L.Trainer:
     """A ``lightning.Trainer`` with the project's defaults (see :func:`complete_trainer_config`)."""
     kwargs.setdefault("accelerator", "cpu" if not torch.cuda.is_available() else "auto")
     return L.Trainer(**complete_trainer_config(kwargs))
+
+
+class TrainClock(L.Callback):
+    """Training seconds of the epochs done, kept in a small JSON file beside the checkpoints, so that a run
+    resumed after an interruption can report the time of all its epochs, not only of the resumed part.
+
+    ``resumed=False`` starts from zero (a file left by an earlier attempt is ignored)."""
+
+    def __init__(self, path: str | os.PathLike[str], resumed: bool) -> None:
+        self.path = Path(path)
+        self.before = float(json.loads(self.path.read_text())["train_time_s"]) if resumed and self.path.is_file() \
+            else 0.0
+        self.t0 = time.time()
+
+    def total(self) -> float:
+        """Seconds of training so far, the interrupted attempts' kept epochs included."""
+        return self.before + time.time() - self.t0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"train_time_s": self.total()}))
+        tmp.replace(self.path)
 
 
 class EpochSummary(L.Callback):

@@ -303,18 +303,18 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         num_workers=int(loader["num_workers"]), val_fraction=float(loader["val_fraction"]),
         seed=int(profile["seed"]), scales=spec.get("scales"), cache=bool(loader.get("cache", False)),
     )
-    from ..engine.training import EpochSummary
+    from ..engine.training import EpochSummary, TrainClock
 
+    last = run_dir / "checkpoints" / "last.ckpt"
+    _forget_stale_checkpoints(run.key, run_dir, fingerprint, log)
+    clock = TrainClock(run_dir / "checkpoints" / "train_time.json", resumed=last.is_file())
     trainer = make_trainer(
         max_epochs=epochs, default_root_dir=str(run_dir), enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=5, deterministic=False,
-        callbacks=None if progress else [EpochSummary(f"    {run.key}:")],
+        callbacks=[clock] if progress else [clock, EpochSummary(f"    {run.key}:")],
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    _forget_stale_checkpoints(run.key, run_dir, fingerprint, log)
-    t0 = time.time()
     trainer.fit(module, data, ckpt_path=str(last) if last.is_file() else None)
-    train_time = time.time() - t0
+    train_time = clock.total()
     best = Path(trainer.checkpoint_callback.best_model_path or last)
     best_module = load_module(best)
     data.setup("test")
