@@ -120,14 +120,20 @@ def open_fraction(text: str) -> float:
 def load_yaml(path: str | Path, option: str = "--config") -> Any:
     """The content of the YAML file an option names; invalid YAML is a
     :class:`~medusa_mtl.errors.ConfigError` naming the option, the file and the parser's line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{option}: file not found: {path}")
+    return parse_yaml(path.read_text(), f"{option} {path}")
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text; invalid YAML is a :class:`~medusa_mtl.errors.ConfigError` starting with ``source`` (the
+    option and file it came from) and giving the parser's line."""
     import yaml
 
     from .errors import ConfigError
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{option}: file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{option} {path}: not valid YAML: {' '.join(str(err).split())}") from None
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None

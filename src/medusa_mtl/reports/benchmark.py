@@ -26,10 +26,8 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
-from ..options import output_dir, positive_int
+from ..options import output_dir, parse_yaml, positive_int
 from ..provenance import provenance, write_json
 from ..tasks import delta_m
 
@@ -83,10 +81,7 @@ def load_profile(name: str) -> dict[str, Any]:
                                                  "benchmark").iterdir() if p.name.endswith(".yaml"))
             raise ConfigError(f"unknown --profile {name!r}; known profiles: {known} (or a YAML path)")
         text = res.read_text()
-    try:
-        profile = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--profile {name}: not valid YAML: {' '.join(str(err).split())}") from None
+    profile = parse_yaml(text, f"--profile {name}")
     if not isinstance(profile, dict):
         raise ConfigError(f"--profile {name}: expected a mapping of settings (see `medusa configs "
                           f"benchmark/quick.yaml`), got {type(profile).__name__}")
