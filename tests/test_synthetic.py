@@ -319,3 +319,8 @@ def test_cli_and_contact_sheet(tmp_path: Path, roots: dict[str, Path], capsys: p
                                    str(n_val + 40), "--split", "val"])) == 0
     # it echoed --num: "contact sheet of 50 samples" from a split of 4
     assert f"contact sheet of {n_val} pascal val samples" in capsys.readouterr().out
+    # the file format follows the extension (it wrote PNG bytes into sheet.jpg)
+    jpg = contact_sheet(roots["nyud_a"], "nyud", tmp_path / "sheet.jpg", num=1)
+    assert jpg.read_bytes()[:2] == b"\xff\xd8"
+    with pytest.raises(ValueError, match=r"--out .*sheet.txt: expected a file ending in .png, .jpg"):
+        contact_sheet(roots["nyud_a"], "nyud", tmp_path / "sheet.txt", num=1)

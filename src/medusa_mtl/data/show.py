@@ -219,7 +219,7 @@ def contact_sheet(
             ``dataset.yaml``: its folder.
         dataset: ``"nyud"``, ``"pascal"``, a ``dataset.yaml`` path (or a folder holding one) or the name of a
             registered generic dataset.
-        out: output PNG path.
+        out: output path: ``.png`` (or no extension), ``.jpg`` / ``.jpeg``, ``.pdf`` or ``.svg``.
         num: number of samples (evenly spread over the split).
         split: ``"train"`` or ``"val"``.
         tasks: subset of the dataset's tasks to show (default: all).
@@ -236,6 +236,7 @@ def contact_sheet(
 
     if num < 1:
         raise ValueError(f"--num: expected at least 1 sample, got {num}")
+    fmt = _sheet_format(Path(out))  # before any reading
     dataset, root, titles = _resolve(dataset, root)
     ids, samples, all_tasks = _read_samples(root, dataset, split, num)
     if not samples:
@@ -266,8 +267,19 @@ def contact_sheet(
     fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    fig.savefig(out, format=fmt)
     return out
+
+
+SHEET_FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+
+
+def _sheet_format(out: Path) -> str:
+    """The file format ``out``'s extension names (PNG bytes in ``sheet.jpg`` would open nowhere as a JPEG)."""
+    fmt = SHEET_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"--out {out}: expected a file ending in {', '.join(s for s in SHEET_FORMATS if s)}")
+    return fmt
 
 
 def _resolve(
