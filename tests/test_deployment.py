@@ -97,6 +97,9 @@ def test_export_cli_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "'sal' is not defined for dataset 'nyud'" in capsys.readouterr().err
     assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out), "--size", "60x64"]) == 2
     assert "multiples of 32" in capsys.readouterr().err
+    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "the extension names another format than --format torchscript" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_export_that_fails_its_check_leaves_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -284,6 +284,9 @@ def run_export(args: argparse.Namespace) -> int:
     from ..data.sizes import parse_network_size
     from .predictor import Predictor
 
+    clash = {"onnx": (".pt", ".pth", ".ts", ".torchscript"), "torchscript": (".onnx",)}[args.format]
+    if Path(args.out).suffix.lower() in clash:  # a TorchScript file named .onnx opens nowhere
+        raise ConfigError(f"--out {args.out}: the extension names another format than --format {args.format}")
     predictor = Predictor.from_checkpoint(args.ckpt, size=parse_network_size(args.size))
     module, size = predictor.module, predictor.size
     tasks = parse_tasks(args.tasks, predictor.dataset) if args.tasks else predictor.tasks
