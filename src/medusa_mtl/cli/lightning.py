@@ -26,17 +26,20 @@ class MedusaCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """Lightning builds the model from the hyper-parameters a ``--ckpt_path`` file records, over the config's:
-        the file is read with the project's checks first (a corrupt one is a one-line error, not an unpickling
+        a file it cannot read is explained by the project's checks (a one-line error, not an unpickling
         traceback), and every model setting it replaces is reported."""
         sub = self.config.get("subcommand")
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
         if not (ckpt_path and Path(ckpt_path).is_file()):
             return super()._parse_ckpt_path()
-        from ..engine.checkpoints import load_checkpoint
-
-        load_checkpoint(ckpt_path)
         before = _flat(self.config[sub].get("model"))
-        super()._parse_ckpt_path()
+        try:
+            super()._parse_ckpt_path()
+        except Exception:
+            from ..engine.checkpoints import load_checkpoint
+
+            load_checkpoint(ckpt_path)  # an unreadable file: its CheckpointError says so in one line
+            raise
         after = _flat(self.config[sub].get("model"))
         changed = [f"{k} {after[k]!r} (config: {before[k]!r})" for k in sorted(after)
                    if k in before and before[k] != after[k]]

@@ -180,7 +180,7 @@ class ExportedModel:
 
     def __init__(self, path: str | os.PathLike[str], fmt: str) -> None:
         self.fmt = fmt
-        self.tasks: list[str] = []
+        self.tasks: list[str]  # the outputs' task names, in order
         if fmt == "onnx":
             try:
                 import onnxruntime as ort
@@ -190,6 +190,7 @@ class ExportedModel:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.tasks = [o.name for o in self.session.get_outputs()]
         else:
             self.module = torch.jit.load(str(path), map_location="cpu").eval()
             self.tasks = list(self.module.tasks)

@@ -436,12 +436,11 @@ def write_report(dataset: str, max_tasks: int = 6, out_dir: str | Path = ".", mo
     """Write ``resources_<dataset>.md``, ``.json`` and ``.png`` into ``out_dir``; return their paths."""
     key = _dataset_key(dataset)
     hw = tuple(int(s) for s in size) if size is not None else RESOLUTION[key]
-    _check_request(list(models) if models is not None else list_models(), hw, max_tasks)  # before any folder
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows = resource_table(key, max_tasks=max_tasks, models=models, size=hw)
+    rows = resource_table(key, max_tasks=max_tasks, models=models, size=hw)  # checks the request first
     elapsed = time.perf_counter() - start
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     import timm
 
     paths = {ext: out / f"resources_{key}.{ext}" for ext in ("md", "json", "png")}
