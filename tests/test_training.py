@@ -434,3 +434,44 @@ def test_evaluate_cli_scores_at_the_training_size_and_checks_the_reference_first
                           "--single-task", str(partial), "--out", str(out)])
     assert rc == 2 and str(partial) in err and "depth.rmse" in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+class _LrLog:
+    """Callback recording the learning rate of every optimizer step."""
+
+    def __init__(self) -> None:
+        import lightning as L
+
+        class _Cb(L.Callback):
+            def on_train_batch_start(cb, trainer, module, batch, batch_idx):  # noqa: N805
+                self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        self.lrs: list[float] = []
+        self.callback = _Cb()
+
+
+@pytest.mark.parametrize("limits", [{"max_steps": 6}, {"max_steps": 6, "max_epochs": 50}, {"max_epochs": 3}])
+def test_poly_schedule_spans_the_runs_real_length(limits: dict, synth: dict[str, Path], tmp_path: Path) -> None:
+    # --trainer.max_steps alone makes Lightning's max_epochs -1: the schedule took E = 1 and the rate was 0 from
+    # the second epoch on; with max_epochs 50 as well it decayed over 50 epochs of which 3 ran
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", lr=1e-3)
+    data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), size=(64, 64), batch_size=2, num_workers=0,
+                               val_fraction=0.25)
+    log = _LrLog()
+    trainer = make_trainer(default_root_dir=str(tmp_path), enable_progress_bar=False, enable_model_summary=False,
+                           limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
+                           enable_checkpointing=False, callbacks=[log.callback], **limits)
+    trainer.fit(module, data)
+    assert len(log.lrs) == 6
+    expected = [1e-3 * (1 - e / 3) ** 0.9 for e in (0, 0, 1, 1, 2, 2)]
+    assert log.lrs == pytest.approx(expected)
+
+
+def test_poly_schedule_refuses_a_run_without_length(synth: dict[str, Path], tmp_path: Path) -> None:
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", lr=1e-3)
+    data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), size=(64, 64), batch_size=2, num_workers=0,
+                               val_fraction=0.25)
+    trainer = make_trainer(default_root_dir=str(tmp_path), enable_progress_bar=False, enable_model_summary=False,
+                           logger=False, enable_checkpointing=False, max_time="00:00:00:05")
+    with pytest.raises(ConfigError, match="max_time alone"):
+        trainer.fit(module, data)

@@ -358,7 +358,7 @@ class MultiTaskModule(L.LightningModule):
             opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
         else:
             opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+        max_epochs = schedule_epochs(self._trainer) if self._trainer is not None else 1
         power = float(hp.poly_power)
 
         def poly(epoch: int) -> float:
@@ -366,6 +366,30 @@ class MultiTaskModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, poly)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def schedule_epochs(trainer: L.Trainer) -> int:
+    """The number of epochs E of the poly schedule ``lr * (1 - e / E) ** power``: the run's real length.
+
+    ``max_epochs`` when only it bounds the run; with ``max_steps`` (Lightning then sets ``max_epochs`` to -1 unless
+    it is given too) the epochs those optimizer steps take, so the rate decays over the steps that run instead of
+    dropping to 0 after the first epoch. ``max_time`` alone gives no length: refused.
+    """
+    max_steps = trainer.max_steps if trainer.max_steps is not None else -1
+    max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
+    if max_steps < 0:
+        if max_epochs < 0:
+            raise ConfigError("the poly learning-rate schedule needs the run's length: set --trainer.max_epochs or "
+                              "--trainer.max_steps (--trainer.max_time alone does not say how many epochs will run)")
+        return max(int(max_epochs), 1)
+    if trainer.train_dataloader is None:
+        trainer.fit_loop.setup_data()  # the batches per epoch (Lightning's own estimate loads them the same way)
+    batches = trainer.num_training_batches
+    if not math.isfinite(batches) or batches < 1:  # an iterable dataset of unknown length
+        return max(int(max_epochs), 1)
+    per_epoch = math.ceil(batches / max(int(trainer.accumulate_grad_batches), 1))
+    total = max_steps if max_epochs < 0 else min(max_steps, per_epoch * max_epochs)
+    return max(math.ceil(total / per_epoch), 1)
 
 
 class MultiTaskDataModule(L.LightningDataModule):
