@@ -475,3 +475,25 @@ def test_poly_schedule_refuses_a_run_without_length(synth: dict[str, Path], tmp_
                            logger=False, enable_checkpointing=False, max_time="00:00:00:05")
     with pytest.raises(ConfigError, match="max_time alone"):
         trainer.fit(module, data)
+
+
+def test_evaluate_heldout_scores_the_split_the_run_was_selected_on(synth: dict[str, Path], tmp_path: Path) -> None:
+    # evaluate --split heldout carved the split with the defaults (val_fraction 0.1, seed 0), not the run's: other
+    # images, some of them trained on
+    torch.manual_seed(0)
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", lr=1e-3)
+    data = MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), size=(64, 64), batch_size=2, num_workers=0,
+                               val_fraction=0.25, seed=3)
+    trainer = make_trainer(max_epochs=1, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                           enable_model_summary=False, limit_train_batches=1, num_sanity_val_steps=0)
+    trainer.fit(module, data)
+    fit_metrics = module.last_metrics  # the last (only) epoch's validation on the held-out split
+    out = tmp_path / "heldout.json"
+    rc, stdout, err = run_cli(["evaluate", "--ckpt", str(tmp_path / "checkpoints" / "last.ckpt"), "--data",
+                               str(synth["nyud"]), "--split", "heldout", "--num-workers", "0", "--out", str(out)])
+    assert rc == 0, err
+    assert "val_fraction 0.25, seed 3" in stdout
+    result = json.loads(out.read_text())
+    assert result["num_images"] == len(data.split_ids()[1]) == 2
+    assert result["metrics"]["semseg"]["mIoU"] == pytest.approx(fit_metrics["semseg"]["mIoU"], rel=1e-5)
+    assert result["metrics"]["depth"]["rmse"] == pytest.approx(fit_metrics["depth"]["rmse"], rel=1e-5)

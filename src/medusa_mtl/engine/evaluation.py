@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,23 @@ def load_single_task_results(path: str | Path, tasks: Sequence[str] | None = Non
     return data
 
 
+def heldout_split_options(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The options that carved the held-out split a checkpoint was selected on (``val_fraction``, ``seed``,
+    ``max_eval``), from its ``datamodule_hyper_parameters``: ``--split heldout`` must score that split, not one
+    carved with the defaults (which can hold images the run trained on). A checkpoint that records none (e.g.
+    written by other code) gets the defaults, with a warning."""
+    recorded = ckpt.get("datamodule_hyper_parameters") or {}
+    options = {k: recorded[k] for k in ("val_fraction", "seed", "max_eval") if recorded.get(k) is not None}
+    if "val_fraction" not in options or "seed" not in options:
+        print(f"warning: {path} does not record the held-out split it was selected on; carving it with the "
+              "defaults (val_fraction 0.1, seed 0), which may hold images the run trained on", file=sys.stderr)
+    else:
+        print(f"held-out split of the run: val_fraction {options['val_fraction']}, seed {options['seed']}"
+              + (f", first {options['max_eval']} ids" if options.get("max_eval") is not None else "")
+              + " (recorded in the checkpoint)")
+    return options
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa evaluate``."""
     parser.add_argument("--ckpt", required=True, help="checkpoint to evaluate")
@@ -85,7 +104,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder (NYUD_MT / PASCAL_MT layout), or a dataset.yaml / its folder")
     parser.add_argument("--dataset", default=None, help="nyud or pascal (default: the checkpoint's)")
     parser.add_argument("--split", default="test", choices=["test", "heldout"],
-                        help="test = the official val split; heldout = the validation split carved from train")
+                        help="test = the official val split; heldout = the validation split carved from train, "
+                             "as the run carved it (its val_fraction and seed, recorded in the checkpoint)")
     parser.add_argument("--size", default=None,
                         help="network input HxW (default: the checkpoint's training size, else the dataset's)")
     parser.add_argument("--batch-size", type=positive_int, default=4)
@@ -139,9 +159,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if declared != resolve_dataset(dataset):
             raise ConfigError(f"--data {args.data}: dataset {declared!r} ({spec}), but {args.ckpt} predicts dataset "
                               f"{dataset!r}: evaluate it on a {dataset!r} folder")
+    split_options = heldout_split_options(ckpt, args.ckpt) if args.split == "heldout" else {}
+    max_eval = args.max_samples if args.max_samples is not None else split_options.pop("max_eval", None)
+    split_options.pop("max_eval", None)
     data = MultiTaskDataModule(
         dataset=dataset, root=str(root), tasks=module.main_tasks, size=size,
-        batch_size=args.batch_size, num_workers=args.num_workers, max_eval=args.max_samples,
+        batch_size=args.batch_size, num_workers=args.num_workers, max_eval=max_eval, **split_options,
     )
     data.setup("test")
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
