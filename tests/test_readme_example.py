@@ -5,6 +5,7 @@ checkpoint -> ``medusa predict`` (source and new tasks side by side) -> ``medusa
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,34 @@ def test_worked_example(tmp_path: Path) -> None:
         rc, out, err = run_cli(["evaluate", "--ckpt", str(source_ckpt), "--data", str(data), "--num-workers", "0",
                                 "--out", str(tmp_path / "wrong.json")])
         assert rc == 2 and "dataset 'rooms'" in err and "predicts dataset 'nyud'" in err, err
+
+
+def test_readme_python_ufl_recipe_leaves_the_source_tasks_untouched() -> None:
+    # the README's recipe added the head and froze the backbone only: the old heads kept training (and their
+    # BatchNorm statistics moved), so semseg / depth changed
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"In Python:\n\n```python\n(.*?)```", readme, re.S).group(1)
+    model_part = block.split("from medusa_mtl import Predictor")[0]
+    scope: dict = {}
+    exec(model_part.replace('dataset="nyud")', 'dataset="nyud", backbone="resnet18")'), scope)  # small + offline
+    model = scope["model"]
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert params and all(p is q for p, q in zip(params, model.heads["sal"].parameters(), strict=True))
+    opt = torch.optim.Adam(params, lr=1e-2)
+    model.train()
+    for _ in range(2):
+        out = model(torch.randn(2, 3, 64, 64))
+        loss = sum(v.float().mean() for v in out.values() if isinstance(v, torch.Tensor))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = model(x)
+    for task in ("semseg", "depth"):
+        assert torch.equal(before[task], after[task]), task
