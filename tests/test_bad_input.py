@@ -300,6 +300,34 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(
     assert not list((out / "checkpoints").glob("*.tmp"))
 
 
+def test_non_finite_validation_loss_stops_the_run(good_nyud: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A diverged run whose training loss stays finite (2.6e14 at Adam lr 1e6) but whose eval-mode outputs are not:
+    it finished with exit 0, val/loss nan every epoch and a meaningless best.ckpt. Now it stops like a NaN
+    training loss, and the epoch before the divergence stays last.ckpt."""
+    from medusa_mtl.tasks import Task
+
+    original = Task.loss
+    calls = {"train": 0}
+
+    def loss(self: Task, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        value = original(self, raw, target)
+        if self.name == "depth":
+            if torch.is_grad_enabled():
+                calls["train"] += 1
+            elif calls["train"] >= 4:  # the validation after epoch 2's two steps
+                return value * float("nan")
+        return value
+
+    monkeypatch.setattr(Task, "loss", loss)
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(good_nyud, out, "--trainer.max_epochs", "3"))
+    assert_one_clear_error(rc, err, "fit", "held-out validation loss is nan after epoch 1", "last good checkpoint",
+                           "--model.lr")
+    ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert ckpt["epoch"] == 0 and ckpt["global_step"] == 2
+
+
 def test_non_finite_weights_are_never_checkpointed() -> None:
     from medusa_mtl.engine.training import MultiTaskModule
 

@@ -253,7 +253,8 @@ class MultiTaskModule(L.LightningModule):
         if not torch.isfinite(loss):
             bad = {k: float(v) for k, v in logs.items() if not torch.isfinite(v)}
             raise NonFiniteLossError(
-                f"the training loss became {float(loss)} at epoch {self.current_epoch}, step {self.global_step} "
+                f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}, "
+                f"step {self.global_step} "
                 f"(non-finite parts: {bad}). Training stopped; the last good checkpoint is kept. Check the "
                 "labels for NaN/inf (`medusa data check`) or lower --model.lr."
             )
@@ -319,11 +320,24 @@ class MultiTaskModule(L.LightningModule):
         if self.trainer is not None and self.trainer.world_size > 1:
             loss = self.all_gather(loss.to(self.device)).reshape(-1, 2).sum(0).cpu()
         mean_loss = float(loss[0] / max(float(loss[1]), 1.0))
+        if not math.isfinite(mean_loss) and self._fitting():
+            # the training loss can stay finite while eval-mode outputs are not (e.g. BatchNorm running statistics
+            # blown up by a diverging run): stop before this epoch's weights become last.ckpt / best.ckpt
+            when = "before training" if self.trainer.sanity_checking else f"after epoch {self.current_epoch}"
+            raise NonFiniteLossError(
+                f"the held-out validation loss is {mean_loss} {when}: the model's outputs are not finite (training "
+                "diverged). Training stopped; the last good checkpoint is kept. Lower --model.lr (or set "
+                "--trainer.gradient_clip_val)."
+            )
         self.log(f"{stage}/loss", mean_loss, prog_bar=True, sync_dist=False, rank_zero_only=False)
         for t, res in results.items():
             for k, v in res.items():
                 if isinstance(v, (int, float)) and math.isfinite(float(v)):
                     self.log(f"{stage}/{t}/{k}", float(v), prog_bar=(k == get_task(t).dm_metric))
+
+    def _fitting(self) -> bool:
+        trainer = self._trainer
+        return trainer is not None and trainer.state.fn == "fit"
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val")
