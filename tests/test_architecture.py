@@ -14,8 +14,8 @@ ROOT = Path(medusa_mtl.__file__).parent
 
 # lowest first; a module belongs to the first layer whose prefix matches
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("medusa_mtl", "medusa_mtl.errors", "medusa_mtl.options", "medusa_mtl.provenance", "medusa_mtl.resize",
-              "medusa_mtl.losses")),
+    ("base", ("medusa_mtl", "medusa_mtl.atomic", "medusa_mtl.errors", "medusa_mtl.options", "medusa_mtl.provenance",
+              "medusa_mtl.resize", "medusa_mtl.losses")),
     ("tasks", ("medusa_mtl.metrics", "medusa_mtl.tasks")),
     ("data", ("medusa_mtl.data",)),
     ("models", ("medusa_mtl.models",)),

@@ -193,3 +193,33 @@ def test_epoch_sampler_and_seeded_samples_are_functions_of_seed_epoch_index() ->
     state = torch.get_rng_state()
     assert seeded[(2, 11)] == seeded[(2, 11)] != seeded[(2, 12)]
     assert torch.equal(torch.get_rng_state(), state)  # the surrounding stream is untouched
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_checkpoints_and_data_get_the_usual_permissions_and_no_stale_temp_files(tmp_path: Path) -> None:
+    # mkstemp / mkdtemp made checkpoints 0600 and imported or example datasets 0700 (unreadable by the group on a
+    # shared filesystem); a writer killed mid-write left its .tmp file there for good
+    dead_pid = 2**22 + 12345  # above Linux's pid_max
+    path = tmp_path / "last.ckpt"
+    stale = tmp_path / f".last.ckpt.{dead_pid}.0badf00d.tmp"
+    live = tmp_path / f".last.ckpt.{os.getppid()}.0badf00d.tmp"  # a running writer's: left alone
+    other = tmp_path / f".best.ckpt.{dead_pid}.0badf00d.tmp"  # another target's: not this write's business
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    with umask(0o022):
+        atomic_torch_save({"state_dict": {"w": torch.ones(2)}}, path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        assert not stale.exists() and live.exists() and other.exists()
+        rc, _, err = run_cli(["data", "example", "--out", str(tmp_path / "plain"), "--num", "3", "--size", "32x32"])
+        assert rc == 0, err
+        assert (tmp_path / "plain").stat().st_mode & 0o777 == 0o755
+        files = [p for p in (tmp_path / "plain").rglob("*") if p.is_file()]
+        assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files)

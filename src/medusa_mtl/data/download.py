@@ -29,7 +29,6 @@ import re
 import shutil
 import socket
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import make_temp_dir
 from ..errors import MedusaError
 from ..options import nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int
 
@@ -334,7 +334,7 @@ def extract_atomic(
     archive_path, dest = Path(archive_path), Path(dest)
     if dest.exists() and not force:
         raise DownloadError(f"{dest} already exists; use --force to replace it with the archive's content")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
+    tmp = make_temp_dir(dest.parent, f".{dest.name}.extract-")
     try:
         try:
             with tarfile.open(archive_path, "r:*") as tar:
@@ -352,7 +352,7 @@ def extract_atomic(
                 f"top-level entries: {entries}"
             )
         if dest.exists():  # force: move the old folder aside first, delete it once the new one is in place
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            old = make_temp_dir(dest.parent, f".{dest.name}.old-")
             os.replace(dest, old / dest.name)
             os.replace(found, dest)
             shutil.rmtree(old, ignore_errors=True)

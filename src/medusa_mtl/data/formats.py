@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import io as sio
 from scipy import ndimage
+
+from ..atomic import atomic_write_bytes
 
 IGNORE_INDEX = 255
 """Ignore value of class-label maps (the lead's ``tasks.IGNORE_INDEX`` has the same value)."""
@@ -213,21 +214,6 @@ def split_path(root: str | os.PathLike[str], dataset: str, split: str) -> Path:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _encode_pil(arr: np.ndarray, fmt: str, **kwargs: Any) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format=fmt, **kwargs)
@@ -284,7 +270,7 @@ def _check_id(sample_id: str) -> None:
 def _write_split_file(path: Path, ids: Sequence[str]) -> None:
     for i in ids:
         _check_id(i)
-    _atomic_write_bytes(path, "".join(f"{i}\n" for i in ids).encode("utf-8"))
+    atomic_write_bytes(path, "".join(f"{i}\n" for i in ids).encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -334,11 +320,11 @@ def write_nyud_sample(
     _check_hw(edge, hw, f"edge of {sample_id}")
     _check_write(bool(np.isin(edge, (0, 1)).all()), f"edge of {sample_id}", "expected values in {0, 1}")
 
-    _atomic_write_bytes(p["image"], _encode_pil(image, "JPEG", quality=95, subsampling=0))
-    _atomic_write_bytes(p["semseg"], _encode_pil(semseg.astype(np.uint8), "PNG"))
-    _atomic_write_bytes(p["depth"], _encode_npy(depth))
-    _atomic_write_bytes(p["normals"], _encode_npy(normals))
-    _atomic_write_bytes(p["edge"], _encode_npy(edge.astype(np.float32)))
+    atomic_write_bytes(p["image"], _encode_pil(image, "JPEG", quality=95, subsampling=0))
+    atomic_write_bytes(p["semseg"], _encode_pil(semseg.astype(np.uint8), "PNG"))
+    atomic_write_bytes(p["depth"], _encode_npy(depth))
+    atomic_write_bytes(p["normals"], _encode_npy(normals))
+    atomic_write_bytes(p["edge"], _encode_npy(edge.astype(np.float32)))
 
 
 def write_nyud_splits(root: Path, train_ids: list[str], val_ids: list[str]) -> None:
@@ -459,14 +445,14 @@ def write_pascal_sample(
     enc = np.clip(np.round((n + 1.0) / 2.0 * 255.0), 0, 255).astype(np.uint8)
 
     p = pascal_paths(root, sample_id)
-    _atomic_write_bytes(p["image"], _encode_pil(image, "JPEG", quality=95, subsampling=0))
-    _atomic_write_bytes(
+    atomic_write_bytes(p["image"], _encode_pil(image, "JPEG", quality=95, subsampling=0))
+    atomic_write_bytes(
         root / "semseg" / "pascal-context" / f"{sample_id}.png", _encode_pil(semseg.astype(np.uint8), "PNG")
     )
-    _atomic_write_bytes(p["human_parts"], _encode_mat({"anno": anno}))
-    _atomic_write_bytes(p["sal"], _encode_pil(sal.astype(np.uint8), "PNG"))
-    _atomic_write_bytes(p["normals"], _encode_pil(enc, "PNG"))
-    _atomic_write_bytes(p["labelmap"], _encode_mat({"LabelMap": labelmap.astype(np.uint16)}))
+    atomic_write_bytes(p["human_parts"], _encode_mat({"anno": anno}))
+    atomic_write_bytes(p["sal"], _encode_pil(sal.astype(np.uint8), "PNG"))
+    atomic_write_bytes(p["normals"], _encode_pil(enc, "PNG"))
+    atomic_write_bytes(p["labelmap"], _encode_mat({"LabelMap": labelmap.astype(np.uint16)}))
 
 
 def write_pascal_splits(root: Path, train_ids: list[str], val_ids: list[str]) -> None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .. import tasks as task_registry
+from ..atomic import make_temp_dir
 from ..errors import MedusaError
 from ..options import open_fraction, output_dir
 from . import formats, generic
@@ -579,7 +579,7 @@ def _write(out: Path, text: str, src: Path, images: str, image_files: Mapping[st
     """Write into a temporary sibling of ``out``, validate it and move it into place: a failure leaves nothing."""
     created = [p for p in reversed(out.absolute().parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, f".{out.name}.import-")
     try:
         for sub, files in ((images, image_files), *label_files.items()):
             (tmp / sub).mkdir()

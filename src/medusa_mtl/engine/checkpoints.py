@@ -8,7 +8,6 @@ reported with its path instead of being loaded silently.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,27 +15,16 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ..atomic import atomic_write
 from ..data.transforms import check_size
 from ..errors import CheckpointError, ConfigError
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """``torch.save`` to ``path`` through a temporary file, flushed to disk, and ``os.replace`` (atomic on POSIX;
+    see :mod:`medusa_mtl.atomic`)."""
+    with atomic_write(path, fsync=True) as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",

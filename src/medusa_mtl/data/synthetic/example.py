@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ...atomic import make_temp_dir
 from ...errors import ConfigError
 from ...options import output_dir, positive_int
 from .generate import sample_rng
@@ -63,7 +63,7 @@ def write_example_folder(out: str | os.PathLike[str], num: int = 200, size: tupl
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder; choose a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = make_temp_dir(out.parent, f".{out.name}.")
     try:
         for sub in ("images", "floor", "furniture"):
             (tmp / sub).mkdir()
