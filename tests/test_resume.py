@@ -223,3 +223,19 @@ def test_checkpoints_and_data_get_the_usual_permissions_and_no_stale_temp_files(
         assert (tmp_path / "plain").stat().st_mode & 0o777 == 0o755
         files = [p for p in (tmp_path / "plain").rglob("*") if p.is_file()]
         assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files)
+
+
+def test_a_fresh_fit_into_a_used_folder_says_it_replaces_the_earlier_checkpoints(nyud12: Path, tmp_path: Path) -> None:
+    # the same command run twice replaced last.ckpt / best.ckpt of the first run without a word
+    run = tmp_path / "run"
+    args = fit_args(nyud12, run, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1")
+    rc, _, err = run_cli(args)
+    assert rc == 0, err[-3000:]
+    assert "earlier run" not in err
+    rc, _, err = run_cli(args)
+    assert rc == 0, err[-3000:]
+    assert "holds the checkpoints of an earlier run (best.ckpt, last.ckpt)" in err and "--ckpt_path last" in err
+    rc, _, err = run_cli(fit_args(nyud12, run, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1",
+                                  "--ckpt_path", "last"))
+    assert rc == 0, err[-3000:]
+    assert "earlier run" not in err  # resuming it: nothing is replaced

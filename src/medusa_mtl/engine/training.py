@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -334,6 +335,19 @@ class MultiTaskModule(L.LightningModule):
             for k, v in res.items():
                 if isinstance(v, (int, float)) and math.isfinite(float(v)):
                     self.log(f"{stage}/{t}/{k}", float(v), prog_bar=(k == get_task(t).dm_metric))
+
+    def on_fit_start(self) -> None:
+        # Lightning's own warning about this is filtered with the CSV logger's (same words); say it plainly
+        trainer = self._trainer
+        if trainer is None or trainer.ckpt_path is not None or not trainer.is_global_zero:
+            return
+        folders = {Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)}
+        for folder in sorted(folders):
+            earlier = sorted(p.name for p in folder.glob("*.ckpt"))
+            if earlier:
+                print(f"note: {folder} holds the checkpoints of an earlier run ({', '.join(earlier)}); this run starts "
+                      "from scratch and replaces them (to continue that run instead: --ckpt_path last)",
+                      file=sys.stderr)
 
     def _fitting(self) -> bool:
         trainer = self._trainer
