@@ -189,7 +189,7 @@ def test_input_size_must_be_multiple_of_32(medusa_aux: nn.Module) -> None:
         medusa_aux(image(60, 64))
 
 
-@pytest.mark.parametrize("name", ["medusa", "mtan"])
+@pytest.mark.parametrize("name", ["medusa", "mtan", "mt_baseline"])
 def test_drop_auxiliary_heads_keeps_main_outputs(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, tasks=["semseg", "depth"], aux_tasks=NYUD_AUX, dataset="nyud").eval()
@@ -334,3 +334,14 @@ def test_other_timm_backbone(name: str) -> None:
     with torch.no_grad():
         out = model(image())
     assert out["semseg"].shape == (B, 40, SIZE, SIZE) and out["depth"].shape == (B, 1, SIZE, SIZE)
+
+
+def test_inference_graph_of_mt_baseline_has_no_auxiliary_heads() -> None:
+    # MT baseline had no drop_auxiliary_heads: its exported files carried the normals / edge heads (4,167,755
+    # parameters instead of the 4,019,251 of semseg + depth)
+    from medusa_mtl.engine.export import inference_graph
+
+    model = create_model("mt_baseline", tasks=["semseg", "depth"], aux_tasks=NYUD_AUX, dataset="nyud")
+    graph = inference_graph(model)
+    assert n_params(graph) == n_params(create_model("mt_baseline", tasks=["semseg", "depth"], dataset="nyud"))
+    assert sorted(model.heads) == sorted(NYUD_AUX)  # the model itself is left as it was
