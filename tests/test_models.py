@@ -345,3 +345,35 @@ def test_inference_graph_of_mt_baseline_has_no_auxiliary_heads() -> None:
     graph = inference_graph(model)
     assert n_params(graph) == n_params(create_model("mt_baseline", tasks=["semseg", "depth"], dataset="nyud"))
     assert sorted(model.heads) == sorted(NYUD_AUX)  # the model itself is left as it was
+
+
+def test_backbone_with_channels_last_features() -> None:
+    # timm's Swin / MambaOut give [B, H, W, C] feature maps: the decoders read the width as channels and failed with
+    # a shape error from deep inside a convolution
+    model = create_model("medusa", tasks=["semseg", "depth"], dataset="nyud", backbone="test_mambaout").eval()
+    assert model.backbone.nhwc_features
+    feats = model.backbone(image())
+    assert [f.shape[1] for f in feats] == model.backbone.channels
+    with torch.no_grad():
+        out = model(image())
+    assert out["semseg"].shape[1:] == (40, 64, 64) and out["depth"].shape[1:] == (1, 64, 64)
+
+
+@pytest.mark.parametrize(("x", "message"), [
+    (torch.randn(1, 64, 64, 3), r"got \[1, 64, 64, 3\]; it looks like \[B, H, W, C\]: x.permute\(0, 3, 1, 2\)"),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "expected a float image batch.*torch.uint8"),
+    (torch.randn(1, 3, 64, 64, dtype=torch.float64), "input is torch.float64 but the .* weights are torch.float32"),
+    (torch.randn(3, 64, 64), r"expected an image batch \[B, 3, H, W\], got \[3, 64, 64\]"),
+])
+def test_wrong_input_tensor_is_named(x: torch.Tensor, message: str) -> None:
+    model = create_model("mt_baseline", tasks=["depth"], dataset="nyud", backbone="test_efficientnet").eval()
+    with pytest.raises(ValueError, match=message):
+        model(x)
+
+
+def test_plain_timm_module_as_backbone_is_refused_clearly() -> None:
+    import timm
+
+    body = timm.create_model("test_efficientnet", features_only=True, pretrained=False)
+    with pytest.raises(TypeError, match="pass a timm model name .* or a medusa_mtl.models.Backbone"):
+        create_model("medusa", tasks=["semseg", "depth"], dataset="nyud", backbone=body)

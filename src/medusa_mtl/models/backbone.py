@@ -110,6 +110,9 @@ class Backbone(nn.Module):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.momentum = self.bn_momentum
         self.feature_info = self.body.feature_info
+        # transformer backbones (Swin, ...) give [B, H, W, C] maps; every decoder here reads [B, C, H, W]
+        self.nhwc_features = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
+        self.in_chans = int(timm_kwargs.get("in_chans", 3))
         self.channels: list[int] = list(self.feature_info.channels())
         self.strides: list[int] = list(self.feature_info.reduction())
 
@@ -119,7 +122,23 @@ class Backbone(nn.Module):
         return max(self.strides)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear error when the input sides are not multiples of :attr:`stride`."""
+        """Raise a clear error when the input is not a float ``[B, C, H, W]`` batch with sides multiples of
+        :attr:`stride`."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected an image batch [B, {self.in_chans}, H, W], got {shape}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected a float image batch (normalised as in training), got dtype {x.dtype}: convert "
+                             "it (e.g. x.float() / 255, then the ImageNet mean/std) or use medusa_mtl.Predictor, which "
+                             "takes images as they are")
+        weight = next(self.body.parameters(), None)
+        if (weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)
+                and not torch.jit.is_tracing()):
+            raise ValueError(f"the input is {x.dtype} but the model's weights are {weight.dtype}: convert one of them "
+                             f"(e.g. x.to({weight.dtype}))")
+        if x.shape[1] != self.in_chans:
+            hint = ("; it looks like [B, H, W, C]: x.permute(0, 3, 1, 2)" if x.shape[-1] == self.in_chans else "")
+            raise ValueError(f"expected an image batch [B, {self.in_chans}, H, W], got {list(x.shape)}{hint}")
         h, w = x.shape[-2:]
         if h % self.stride or w % self.stride:
             raise ValueError(
@@ -130,11 +149,20 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         self.check_input(x)
-        return list(self.body(x))
+        feats = list(self.body(x))
+        if self.nhwc_features:
+            feats = [f.permute(0, 3, 1, 2) for f in feats]
+        return feats
 
 
 def build_backbone(backbone: str | nn.Module = DEFAULT_BACKBONE, **kwargs: Any) -> Backbone:
     """A :class:`Backbone` from a timm name (or pass one through)."""
     if isinstance(backbone, nn.Module):
+        if not isinstance(getattr(backbone, "channels", None), list | tuple):
+            raise TypeError(
+                f"backbone={type(backbone).__name__} module: pass a timm model name (backbone='resnet18') or a "
+                "medusa_mtl.models.Backbone (Backbone('resnet18', pretrained_file=...)), which gives the decoders "
+                "the four feature maps and their channels; a plain timm module does not"
+            )
         return backbone  # type: ignore[return-value]
     return Backbone(backbone, **kwargs)
