@@ -334,3 +334,17 @@ def test_a_module_unpickled_elsewhere_declares_its_tasks_again(roads: Path) -> N
     assert "lanes" not in TASKS
     clone = pickle.loads(blob)
     assert get_task("lanes").channels("roads_t") == 3 and clone.main_tasks == ["lanes", "heat"]
+
+
+def test_the_documented_dataset_yaml_is_valid() -> None:
+    # docs/DATASETS.md's example gave one class of three a colour, which its own check refuses
+    import re
+
+    import yaml
+
+    from medusa_mtl.data.generic import spec_from_dict
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "DATASETS.md").read_text()
+    example = re.search(r"## `dataset.yaml`\n\n```yaml\n(.*?)```", doc, re.S).group(1)
+    spec = spec_from_dict(yaml.safe_load(example))
+    assert [t.name for t in spec.tasks] == ["drivable", "lanes", "distance", "heat"]

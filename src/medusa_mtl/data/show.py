@@ -332,7 +332,8 @@ def add_show_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", default=None,
         help="nyud, pascal or the path of a dataset.yaml (default: detected from the folder)",
     )
-    parser.add_argument("--out", type=output_file, default="sheet.png", help="output PNG (default sheet.png)")
+    parser.add_argument("--out", type=output_file, default="sheet.png",
+                        help="the sheet: .png, .jpg, .pdf or .svg, format by extension (default sheet.png)")
     parser.add_argument("--num", type=positive_int, default=6, help="number of samples (default 6)")
     parser.add_argument("--split", choices=formats.SPLITS, default="train", help="split (default train)")
     parser.add_argument("--tasks", nargs="+", default=None, help="tasks to show (default: all)")

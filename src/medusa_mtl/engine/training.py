@@ -131,7 +131,7 @@ class MultiTaskModule(L.LightningModule):
             ``single_task``).
         tasks: main tasks (scored, predicted at inference).
         aux_tasks: all supervised tasks (⊇ tasks); ``None`` = tasks.
-        dataset: ``nyud`` or ``pascal``: output channels and loss weights (SPEC §5).
+        dataset: ``nyud``, ``pascal``, or the path of a ``dataset.yaml``: output channels and loss weights (SPEC §5).
         backbone: timm backbone name.
         model_kwargs: model switches (e.g. Medusa's ``sfa``, ``initial_predictions``, ``head``).
         pretrained_file: local backbone weights file (no network).

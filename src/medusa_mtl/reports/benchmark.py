@@ -709,7 +709,8 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
 # -- command -----------------------------------------------------------------------------------------------
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa benchmark``."""
-    parser.add_argument("--profile", default="quick", help="quick, full, or a profile YAML path")
+    parser.add_argument("--profile", default="quick",
+                        help="quick, standard, full (`medusa configs` lists them), or a profile YAML path")
     parser.add_argument("--out", default="results", type=output_dir,
                         help="output folder (REPORT.md, results.json, runs/)")
     parser.add_argument("--data-dir", default="data/synthetic", type=output_dir,
