@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from medusa_mtl import Predictor
 from medusa_mtl.cli import main
 from medusa_mtl.engine.training import MultiTaskModule
 from medusa_mtl.models import list_models
@@ -287,3 +288,28 @@ def test_dense_colourisations() -> None:
     assert vis.colorize_depth(np.ones((3, 3))).shape == (3, 3, 3)  # constant map: no division by zero
     over = vis.overlay_heatmap(np.zeros((10, 12, 3), np.uint8), np.random.rand(3, 4))
     assert over.shape == (10, 12, 3) and over.dtype == np.uint8
+
+
+def test_predictor_of_a_bare_pascal_network_uses_pascals_default_size() -> None:
+    # a network from create_model(dataset="pascal") got the NYUD default size 480x640 and dataset None
+    from medusa_mtl.models import create_model
+
+    net = create_model("mt_baseline", tasks=["sal"], dataset="pascal", backbone="test_efficientnet")
+    predictor = Predictor(net)
+    assert predictor.size == (512, 512) and predictor.size_source == "the pascal default"
+    assert predictor.dataset == "pascal" and predictor.task_datasets == {"sal": "pascal"}
+
+
+def test_from_checkpoint_names_the_kind_of_file_it_was_given(tmp_path: Path) -> None:
+    # a TorchScript export or a whole pickled model was reported as a truncated or corrupt checkpoint
+    import torch
+
+    from medusa_mtl.errors import CheckpointError
+
+    net = torch.nn.Linear(2, 2)
+    torch.jit.save(torch.jit.script(net), tmp_path / "model.pt")
+    torch.save(net, tmp_path / "whole.pt")
+    with pytest.raises(CheckpointError, match=r"is a TorchScript file .*torch.jit.load"):
+        Predictor.from_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match=r"holds pickled Python objects .*state_dict\(\)"):
+        Predictor.from_checkpoint(tmp_path / "whole.pt")

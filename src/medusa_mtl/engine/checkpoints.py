@@ -8,6 +8,7 @@ reported with its path instead of being loaded silently.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,22 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's "looks like a TorchScript archive" notice: said below instead
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError/EOFError/UnpicklingError/zipfile errors
+        text = str(err)
+        if "TorchScript" in text:
+            raise CheckpointError(
+                f"{path} is a TorchScript file (as `medusa export` writes), not a training checkpoint: run it with "
+                "torch.jit.load(path), or give the run's checkpoint (e.g. runs/<run>/checkpoints/best.ckpt)"
+            ) from None
+        if "Weights only load failed" in text and "Unsupported global" in text:
+            raise CheckpointError(
+                f"{path} holds pickled Python objects (e.g. a whole model saved with torch.save(model)), which are not "
+                "loaded: unpickling can run arbitrary code (weights_only=True). Give a training checkpoint (e.g. "
+                "runs/<run>/checkpoints/best.ckpt), or save the network's state_dict() instead"
+            ) from None
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             "it is truncated or corrupt — use another checkpoint (e.g. the best or an earlier one)"

@@ -61,6 +61,17 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
     raise TypeError(f"expected an image path, a PIL.Image or a numpy array, got {type(image).__name__}")
 
 
+def module_dataset(module: Any) -> str | None:
+    """The dataset a module predicts: a training module's ``eval_dataset`` / ``hparams.dataset``, or a bare
+    network's ``dataset`` (as :func:`~medusa_mtl.models.create_model` records it)."""
+    for value in (getattr(module, "eval_dataset", None),
+                  dict(getattr(module, "hparams", {}) or {}).get("dataset"),
+                  getattr(getattr(module, "net", module), "dataset", None)):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def resolve_size(
     module: Any, size: Sequence[int] | None = None, checkpoint: Mapping[str, Any] | None = None
 ) -> tuple[tuple[int, int], str]:
@@ -73,9 +84,7 @@ def resolve_size(
         return recorded, "the checkpoint's training size"
     from ..data.datasets import get_dataset_info
 
-    dataset = getattr(module, "eval_dataset", None) or dict(getattr(module, "hparams", {}) or {}).get("dataset",
-                                                                                                     "nyud")
-    info = get_dataset_info(dataset)
+    info = get_dataset_info(module_dataset(module) or "nyud")
     return check_size(info.default_size), f"the {info.name} default"
 
 
@@ -121,7 +130,7 @@ class Predictor:
         tasks = getattr(module, "main_tasks", None) or getattr(getattr(module, "net", module), "tasks", None)
         if not tasks:
             raise ConfigError("the model has no main tasks to predict")
-        self.dataset: str | None = getattr(module, "eval_dataset", None)
+        self.dataset: str | None = module_dataset(module)
         net = getattr(module, "net", module)
         self._forward = self.module
         if all_tasks and callable(getattr(net, "forward_all", None)):
