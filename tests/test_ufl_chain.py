@@ -92,3 +92,26 @@ def test_clashing_and_shared_task_names(chain: dict[str, object]) -> None:
     with torch.no_grad():
         out = both.net.forward_all(chain["x"])
     assert out["nyud:semseg"].shape[1] == 40 and out["pascal:semseg"].shape[1] == 21
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_of_a_ufl_chain_has_every_task(chain: dict[str, object], tmp_path: Path, fmt: str) -> None:
+    # `medusa export` of a UFL checkpoint failed by default ("--tasks semseg,depth,human_parts,sal: not main tasks
+    # of this model") although no --tasks was given, and the source's tasks could not be exported at all
+    from cli_helpers import run_cli
+    from medusa_mtl.engine.export import ExportedModel
+
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = tmp_path / ("model.pt" if fmt == "torchscript" else "model.onnx")
+    rc, stdout, err = run_cli(["export", "--ckpt", str(chain["c"]), "--format", fmt, "--out", str(out),
+                               "--size", "64x64"])
+    assert rc == 0, err[-2000:]
+    assert "outputs: semseg, depth, human_parts, sal" in stdout
+    exported = ExportedModel(out, fmt)
+    assert exported.tasks == ["semseg", "depth", "human_parts", "sal"] == Predictor.from_checkpoint(chain["c"]).tasks
+    got = exported.run(chain["x"][:1].clamp(0, 1))
+    assert [g.shape[-2:] for g in got] == [(64, 64)] * 4
+    rc, stdout, err = run_cli(["export", "--ckpt", str(chain["c"]), "--format", fmt, "--out", str(out),
+                               "--size", "64x64", "--tasks", "depth,sal"])
+    assert rc == 0 and "outputs: depth, sal" in stdout, err[-2000:]

@@ -64,7 +64,31 @@ class InferenceGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.net((image - self.mean) / self.std)
-        return tuple(get_task(t).postprocess(outputs[t]) for t in self.tasks)
+        # a UFL chain names a task "<dataset>:<task>" where two of its datasets share the name
+        return tuple(get_task(t.split(":")[-1]).postprocess(outputs[t]) for t in self.tasks)
+
+
+class _EveryTask(nn.Module):
+    """A universal-feature-learning model's forward over every task of its chain (the source's, unchanged, and
+    the new ones), as ``medusa predict`` runs it."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.ufl = net
+        self.tasks = list(net.task_datasets())
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.ufl.forward_all(x)
+
+
+def _drop_auxiliary_heads(net: nn.Module) -> None:
+    """Drop the auxiliary-only heads of a network, and of every source model in a UFL chain."""
+    if hasattr(net, "drop_auxiliary_heads"):
+        net.drop_auxiliary_heads()
+    for part in ("source", "decoder"):
+        inner = getattr(net, part, None)
+        if isinstance(inner, nn.Module):
+            _drop_auxiliary_heads(inner)
 
 
 def inference_graph(module: Any, tasks: Sequence[str] | None = None, fused: bool = False) -> InferenceGraph:
@@ -72,14 +96,18 @@ def inference_graph(module: Any, tasks: Sequence[str] | None = None, fused: bool
     from ..models.optimize import set_fused
 
     net = copy.deepcopy(getattr(module, "net", module)).cpu().eval()
+    _drop_auxiliary_heads(net)
+    if callable(getattr(net, "forward_all", None)):  # UFL: every task of the chain, not only the new heads'
+        net = _EveryTask(net)
     main = list(getattr(net, "tasks", []) or [])
     dataset = getattr(net, "dataset", None)
-    wanted = parse_tasks(tasks, dataset) if tasks else main
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    wanted = list(tasks) if tasks and all(t in main for t in tasks) else (parse_tasks(tasks, dataset) if tasks
+                                                                        else main)
     unknown = [t for t in wanted if t not in main]
     if unknown:
         raise ConfigError(f"--tasks {','.join(unknown)}: not main tasks of this model (main tasks: {main})")
-    if hasattr(net, "drop_auxiliary_heads"):
-        net.drop_auxiliary_heads()
     set_fused(net, fused)
     for p in net.parameters():
         p.requires_grad_(False)
@@ -271,7 +299,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint written by training")
     parser.add_argument("--format", required=True, choices=FORMATS, help="onnx or torchscript")
     parser.add_argument("--out", required=True, type=output_file, help="file to write (e.g. model.onnx, model.pt)")
-    parser.add_argument("--tasks", default=None, help="main tasks to export, comma-separated (default: all)")
+    parser.add_argument("--tasks", default=None,
+                        help="main tasks to export, comma-separated (default: all; of a UFL model, every task of its "
+                             "chain)")
     parser.add_argument("--size", default=None,
                         help="HxW of the example input, multiples of 32 (default: the checkpoint's training size, "
                              "else the dataset's default)")
@@ -290,7 +320,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: the extension names another format than --format {args.format}")
     predictor = Predictor.from_checkpoint(args.ckpt, size=parse_network_size(args.size))
     module, size = predictor.module, predictor.size
-    tasks = parse_tasks(args.tasks, predictor.dataset) if args.tasks else predictor.tasks
+    tasks = list(inference_graph(module, args.tasks).tasks)  # checks --tasks against what the model predicts
     images = []
     if args.check_images:  # read first: a bad image stops the command before anything is written
         folder = Path(args.check_images)
