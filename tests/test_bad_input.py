@@ -338,3 +338,9 @@ def test_non_finite_weights_are_never_checkpointed() -> None:
     state[key] = state[key].clone().fill_(float("inf"))
     with pytest.raises(NonFiniteLossError, match=r"NaN/inf.*no checkpoint was written"):
         module.on_save_checkpoint({"state_dict": state})
+
+
+def test_data_tasks_without_a_model_task_is_named(good_nyud: Path, tmp_path: Path) -> None:
+    # --data.tasks [semseg] for a semseg + depth model: a 40-line traceback ending in KeyError: 'depth'
+    rc, _, err = run_cli(fit_args(good_nyud, tmp_path / "run", "--data.tasks", "[semseg]"))
+    assert_one_clear_error(rc, err, "fit", "--data.tasks ['semseg'] lacks the model's task(s) ['depth']")

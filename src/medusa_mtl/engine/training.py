@@ -546,6 +546,13 @@ class MultiTaskDataModule(L.LightningDataModule):
             raise ConfigError(f"the model predicts dataset {model_data!r} (--model.dataset) but the data is "
                               f"{self.dataset_name!r} (--data.dataset): set both to the same dataset")
         tasks = self._resolve_tasks()
+        if self.tasks is not None and module is not None:
+            # fitting needs every supervised task's labels, evaluating the main tasks'
+            needed = getattr(module, "supervised_tasks" if stage in (None, "fit") else "main_tasks", None) or []
+            missing = [t for t in needed if t not in tasks]
+            if missing:
+                raise ConfigError(f"--data.tasks {tasks} lacks the model's task(s) {missing}: add them, or leave "
+                                  "--data.tasks unset to load the model's tasks")
         self.train_ids, self.val_ids, self.test_ids = self.split_ids()
         extra: dict[str, Any] = {}
         if self.dataset_name == "pascal":
