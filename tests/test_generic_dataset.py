@@ -348,3 +348,31 @@ def test_the_documented_dataset_yaml_is_valid() -> None:
     example = re.search(r"## `dataset.yaml`\n\n```yaml\n(.*?)```", doc, re.S).group(1)
     spec = spec_from_dict(yaml.safe_load(example))
     assert [t.name for t in spec.tasks] == ["drivable", "lanes", "distance", "heat"]
+
+
+def test_a_class_added_to_the_dataset_yaml_after_training_is_refused(tmp_path: Path) -> None:
+    # the folder's declaration replaced the checkpoint's: evaluate ended in "IndexError: Target 3 is out of
+    # bounds" from the loss (data check found nothing: the labels fit the new declaration)
+    import shutil
+
+    tasks_yaml = "tasks:\n  lanes: {kind: segmentation, classes: [bg, solid, dashed]}\n"
+    yaml_path = write_generic(tmp_path / "lanes", "lanes_t", tasks_yaml=tasks_yaml)
+    rc, _, err = run_cli([
+        "fit", "--data.dataset", str(yaml_path), "--model.dataset", str(yaml_path), "--model.tasks", "lanes",
+        "--model.arch", "mt_baseline", "--model.backbone", "test_efficientnet", "--data.batch_size", "2",
+        "--data.num_workers", "0", "--data.size", "[32, 32]", "--trainer.max_epochs", "1",
+        "--trainer.limit_train_batches", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--trainer.enable_progress_bar", "false"])
+    assert rc == 0, err
+    changed = tmp_path / "changed"
+    shutil.copytree(yaml_path.parent, changed)
+    (changed / "dataset.yaml").write_text("name: lanes_t\nsize: [32, 32]\ntasks:\n"
+                                          "  lanes: {kind: segmentation, classes: [bg, solid, dashed, extra]}\n")
+    label = np.asarray(Image.open(changed / "lanes" / "img008.png")).copy()
+    label[:4, :4] = 3
+    Image.fromarray(label).save(changed / "lanes" / "img008.png")
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--data",
+                          str(changed), "--num-workers", "0"])
+    lines = [line for line in err.splitlines() if line.startswith("medusa evaluate: error:")]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert "task 'lanes' with 4 classes against 3" in lines[0]

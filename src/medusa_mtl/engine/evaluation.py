@@ -166,6 +166,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         dataset=dataset, root=str(root), tasks=module.main_tasks, size=size,
         batch_size=args.batch_size, num_workers=args.num_workers, max_eval=max_eval, **split_options,
     )
+    data.check_declaration(module)
     data.setup("test")
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
     results = evaluate_module(module, loader, progress=True)

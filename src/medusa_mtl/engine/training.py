@@ -502,6 +502,30 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.val_ids: list[str] = []
         self.test_ids: list[str] = []
 
+    def check_declaration(self, module: Any) -> None:
+        """Refuse a model whose tasks the dataset now declares otherwise. A model trained on a declared dataset
+        reads the folder's ``dataset.yaml``, which replaces the declaration the checkpoint recorded: a task whose
+        kind or output channels changed since (a class added, say) would fail deep in a loss, or be scored
+        against labels the network cannot predict."""
+        recorded = [d for d in (dict(getattr(module, "hparams", {}) or {}).get("dataset_specs") or [])
+                    if d.get("name") == self.dataset_name]
+        current = get_dataset_info(self.dataset_name).spec
+        if not recorded or current is None:
+            return
+        from ..data.generic import spec_from_dict
+
+        before = {t.name: t for t in spec_from_dict(dict(recorded[0])).tasks}
+        for t in current.tasks:
+            old = before.get(t.name)
+            if old is not None and (old.kind, old.channels) != (t.kind, t.channels):
+                what = (f"{len(t.classes)} classes against {len(old.classes)}" if t.kind == old.kind == "segmentation"
+                        else f"kind {t.kind} with {t.channels} channel(s) against {old.kind} with {old.channels}")
+                raise ConfigError(
+                    f"{current.root or self.root}: the dataset.yaml declares task {t.name!r} with {what} when the "
+                    "model was trained (the checkpoint's declaration): the network cannot predict it; train a new "
+                    "model, or use the declaration the model was trained with"
+                )
+
     def _resolve_tasks(self) -> list[str]:
         if self.tasks is not None:
             return self.tasks
@@ -545,6 +569,8 @@ class MultiTaskDataModule(L.LightningDataModule):
             # a 40-class NYUD head trained on PASCAL's labels runs without complaint and means nothing
             raise ConfigError(f"the model predicts dataset {model_data!r} (--model.dataset) but the data is "
                               f"{self.dataset_name!r} (--data.dataset): set both to the same dataset")
+        if module is not None:
+            self.check_declaration(module)
         tasks = self._resolve_tasks()
         if self.tasks is not None and module is not None:
             # fitting needs every supervised task's labels, evaluating the main tasks'
