@@ -341,3 +341,19 @@ def test_read_image_scales_16_bit_gray_instead_of_clipping(tmp_path: Path) -> No
     assert arr.min() == 0 and arr.max() == 255 and 120 < arr.mean() < 135  # PIL's convert("RGB") gave ~254
     with Image.open(tmp_path / "g16.png") as im:  # the same conversion for a PIL image given to the Predictor
         np.testing.assert_array_equal(formats.pil_to_rgb(im), arr)
+
+
+def test_read_image_applies_the_exif_orientation(tmp_path: Path) -> None:
+    # a phone photo stored sideways (Orientation 6: rotate 90 degrees clockwise to display) was read as stored: its
+    # labels, drawn on the displayed 70x90 picture, were reported as the wrong size and predictions came out sideways
+    from medusa_mtl.data.formats import read_image
+
+    shown = np.zeros((90, 70, 3), np.uint8)  # H x W as displayed
+    shown[:10, :, 0] = 255  # a red band along the displayed top
+    stored = Image.fromarray(shown).transpose(Image.Transpose.ROTATE_90)  # what the camera wrote: 70 x 90
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    arr = read_image(tmp_path / "photo.jpg")
+    assert arr.shape == (90, 70, 3)
+    assert arr[:10, :, 0].mean() > 200 and arr[20:, :, 0].mean() < 50

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import io as sio
 from scipy import ndimage
 
@@ -486,12 +486,14 @@ def pil_to_rgb(im: Image.Image) -> np.ndarray:
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an RGB image as uint8 H x W x 3 (gray or palette images are converted to RGB; 16-bit gray is
-    scaled to 8 bits, not clipped)."""
+    scaled to 8 bits, not clipped; an EXIF orientation is applied, so the array is the image as displayed)."""
     path = Path(path)
     _require_file(path, "an RGB image")
     try:
         with Image.open(path) as im:
             im.load()
+            # a phone photo stored sideways with an EXIF orientation tag: read it as it is displayed (and labelled)
+            ImageOps.exif_transpose(im, in_place=True)
             arr = pil_to_rgb(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataFormatError(
