@@ -497,3 +497,20 @@ def test_evaluate_heldout_scores_the_split_the_run_was_selected_on(synth: dict[s
     assert result["num_images"] == len(data.split_ids()[1]) == 2
     assert result["metrics"]["semseg"]["mIoU"] == pytest.approx(fit_metrics["semseg"]["mIoU"], rel=1e-5)
     assert result["metrics"]["depth"]["rmse"] == pytest.approx(fit_metrics["depth"]["rmse"], rel=1e-5)
+
+
+def test_evaluate_on_the_test_split_needs_no_train_split(synth: dict[str, Path], tmp_path: Path) -> None:
+    # a labelled test-only folder could not be scored: evaluate read (and checked) the train split too
+    ckpt = _fit(MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud"), synth["nyud"],
+                tmp_path / "run") / "last.ckpt"
+    test_only = tmp_path / "NYUD_MT"
+    shutil.copytree(synth["nyud"], test_only)
+    (test_only / "gt_sets" / "train.txt").unlink()
+    out = tmp_path / "eval.json"
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(test_only), "--num-workers", "0",
+                          "--out", str(out)])
+    assert rc == 0, err[-3000:]
+    assert json.loads(out.read_text())["num_images"] == 3
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(test_only), "--num-workers", "0",
+                          "--split", "heldout"])
+    assert rc == 2 and "train.txt" in err and "Traceback" not in err, err[-3000:]

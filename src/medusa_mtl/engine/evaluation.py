@@ -167,7 +167,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, num_workers=args.num_workers, max_eval=max_eval, **split_options,
     )
     data.check_declaration(module)
-    data.setup("test")
+    data.setup("test" if args.split == "test" else "validate")
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
     results = evaluate_module(module, loader, progress=True)
     dm = delta_m(results, single, module.main_tasks) if single else None

@@ -534,14 +534,24 @@ class MultiTaskDataModule(L.LightningDataModule):
             raise ConfigError("--data.tasks is not set and there is no model to take the tasks from")
         return list(module.supervised_tasks)
 
-    def split_ids(self) -> tuple[list[str], list[str], list[str]]:
-        """(train, held-out validation, test) ids. Validation is carved from train, deterministically by seed."""
+    def _require_root(self) -> None:
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"dataset folder not found: {self.root} (expected a {self.dataset_name.upper()}_MT folder; "
                 "create a synthetic one with `medusa data synth`, or name the folder: --data.root for medusa "
                 "fit/validate/test, --root for medusa ufl, --data for medusa evaluate)"
             )
+
+    def test_split_ids(self) -> list[str]:
+        """The test ids (the dataset's official val split), without reading the train split: a folder of
+        labelled test images alone can be scored."""
+        self._require_root()
+        test = read_split_ids(self.dataset_name, self.root, "val")
+        return test[: self.max_eval] if self.max_eval is not None else test
+
+    def split_ids(self) -> tuple[list[str], list[str], list[str]]:
+        """(train, held-out validation, test) ids. Validation is carved from train, deterministically by seed."""
+        self._require_root()
         train_all = read_split_ids(self.dataset_name, self.root, "train")
         test = read_split_ids(self.dataset_name, self.root, "val")
         if len(train_all) < 2:
@@ -579,11 +589,15 @@ class MultiTaskDataModule(L.LightningDataModule):
             if missing:
                 raise ConfigError(f"--data.tasks {tasks} lacks the model's task(s) {missing}: add them, or leave "
                                   "--data.tasks unset to load the model's tasks")
-        self.train_ids, self.val_ids, self.test_ids = self.split_ids()
         extra: dict[str, Any] = {}
         if self.dataset_name == "pascal":
             extra["drop_images_without_person"] = self.drop_images_without_person
         build = dict(name=self.dataset_name, root=self.root, tasks=tasks, size=self.size, cache=self.cache, **extra)
+        if stage == "test":  # the test split alone: its files are all a test reads (and checks)
+            self.test_ids = self.test_split_ids()
+            self.test_set = build_dataset(split="val", train=False, ids=self.test_ids, **build)
+            return
+        self.train_ids, self.val_ids, self.test_ids = self.split_ids()
         # The train and held-out ids both come from the train split on disk.
         self.train_set = build_dataset(split="train", train=True, ids=self.train_ids, augment=self.augment, **build)
         self.val_set = build_dataset(split="train", train=False, ids=self.val_ids, **build)
