@@ -344,3 +344,17 @@ def test_data_tasks_without_a_model_task_is_named(good_nyud: Path, tmp_path: Pat
     # --data.tasks [semseg] for a semseg + depth model: a 40-line traceback ending in KeyError: 'depth'
     rc, _, err = run_cli(fit_args(good_nyud, tmp_path / "run", "--data.tasks", "[semseg]"))
     assert_one_clear_error(rc, err, "fit", "--data.tasks ['semseg'] lacks the model's task(s) ['depth']")
+
+
+def test_data_size_takes_the_hxw_form_of_the_other_commands(good_nyud: Path, tmp_path: Path) -> None:
+    # --data.size 32x32 (every other command's --size form) was refused with jsonargparse's "Does not validate
+    # against any of the Union subtypes"
+    args = fit_args(good_nyud, tmp_path / "run")
+    args[args.index("--data.size") + 1] = "32x32"
+    rc, _, err = run_cli(args)
+    assert rc == 0, err[-3000:]
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert tuple(ckpt["datamodule_hyper_parameters"]["size"]) == (32, 32)
+    args[args.index("--data.size") + 1] = "32by32"
+    rc, _, err = run_cli(args)
+    assert_one_clear_error(rc, err, "fit", "--data.size '32by32': expected HxW such as 64x64, or [H, W]")

@@ -41,6 +41,7 @@ from ..data.datasets import (
     resolve_dataset,
 )
 from ..data.generic import check_layout
+from ..data.sizes import parse_size
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import StreamingMetric
 from ..models import create_model
@@ -428,7 +429,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         root: the dataset folder (``NYUD_MT`` / ``PASCAL_MT`` layout, or the generic one); ``None`` = the
             folder of the ``dataset.yaml``, or ``data/synthetic/NYUD_MT`` / ``PASCAL_MT`` for the built-in ones.
         tasks: tasks to load; ``None`` = the tasks the model supervises (read from the LightningModule).
-        size: network input (H, W), multiples of 32; ``None`` = the dataset's default (SPEC §6).
+        size: network input (H, W) or "HxW", multiples of 32; ``None`` = the dataset's default (SPEC §6).
         batch_size: per-process batch size (the paper's global batch is 8).
         eval_batch_size: batch size for validation/test (default: batch_size).
         num_workers: DataLoader workers.
@@ -450,7 +451,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         dataset: str = "nyud",
         root: str | None = None,
         tasks: str | list[str] | None = None,
-        size: tuple[int, int] | None = None,
+        size: tuple[int, int] | str | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -470,6 +471,12 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.dataset_name = resolve_dataset(dataset)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
+        if isinstance(size, str):  # "64x64", the --size form of the other commands
+            try:
+                size = parse_size(size)
+            except (ConfigError, ValueError):
+                raise ConfigError(f"--data.size {size!r}: expected HxW such as 64x64, or [H, W]") from None
+            self.hparams["size"] = size  # checkpoints record the pair, as for [H, W]
         if size is not None:
             size = (int(size[0]), int(size[1]))
             if size[0] % 32 or size[1] % 32 or min(size) <= 0:
