@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..options import positive_int
 from . import formats, generic
 from .formats import DataFormatError
@@ -76,6 +78,10 @@ class CheckReport:
     """False when the check stopped before the files (a ``dataset.yaml`` that cannot be used)."""
     kinds: dict[str, str] = field(default_factory=dict)
     """task -> label kind, for a generic dataset (empty for NYUD / PASCAL)."""
+    class_pixels: dict[str, np.ndarray] = field(default_factory=dict)
+    """segmentation task -> pixels per class, then ignored pixels (last entry), over the labels read."""
+    notes: list[str] = field(default_factory=list)
+    """Things that are valid but look like a mistake (they do not change the exit code)."""
 
 
 _DIRS = {
@@ -144,6 +150,23 @@ def _check_sample(
             report.problems.append(_problem(e, split, sample_id, t))
         else:
             report.coverage[split][t] += 1
+
+
+def _segmentation_notes(spec: generic.DatasetSpec, report: CheckReport) -> None:
+    """Classes that never occur, and a 0/255 mask declared as two classes (255 is the ignore value, so the
+    foreground would be ignored and never learned: a mask is ``kind: binary``)."""
+    for t, tally in report.class_pixels.items():
+        ts = spec.task(t)
+        per_class, ignored = tally[:-1], int(tally[-1])
+        total = int(tally.sum())
+        absent = [ts.classes[i] if i < len(ts.classes) else str(i) for i in np.flatnonzero(per_class == 0)]
+        if not absent or total == 0:
+            continue
+        note = f"task {t!r}: class(es) {absent} occur in none of the labels read"
+        if ignored > 0.25 * total:
+            note += (f", and {100 * ignored / total:.0f} % of the pixels hold the ignore value "
+                     f"{formats.IGNORE_INDEX}: a 0/255 mask declared as classes? a mask is `kind: binary`")
+        report.notes.append(note)
 
 
 def _read_task_alone(ds: str, root: Path, sample_id: str, task: str) -> None:
@@ -285,6 +308,7 @@ def _check_generic(
         report.checked[split] = len(todo)
         for sample_id in todo:
             _check_generic_sample(spec, images, labels, split, sample_id, names, report)
+    _segmentation_notes(spec, report)
     return report
 
 
@@ -314,13 +338,18 @@ def _check_generic_sample(
             continue
         try:
             # without the image (missing or unreadable) the label is still validated on its own
-            generic.read_label(path, spec.task(t), hw)
+            label = generic.read_label(path, spec.task(t), hw)
         except DataFormatError as e:
             report.problems.append(_problem(e, split, sample_id, t))
         except (OSError, ValueError) as e:  # a file no reader anticipated: still one problem, not a crash
             report.problems.append(Problem(str(path), f"unreadable label: {e}", split, sample_id, t))
         else:
             report.coverage[split][t] += 1
+            ts = spec.task(t)
+            if ts.kind == "segmentation":
+                counts = np.bincount(np.asarray(label).ravel().astype(np.int64), minlength=256)
+                tally = np.append(counts[: ts.channels], counts[formats.IGNORE_INDEX])
+                report.class_pixels[t] = report.class_pixels.get(t, 0) + tally
 
 
 def check_dataset_report(
@@ -424,6 +453,8 @@ def run_check(
         print_fn(f"  {split}: {n} ids{extra}")
         for t, ok in report.coverage.get(split, {}).items():
             print_fn(f"    {t:<12} {ok}/{checked} readable")
+    for note in report.notes:
+        print_fn(f"note: {note}")
     if report.problems:
         print_fn(f"{len(report.problems)} problem(s):")
         for p in report.problems:
