@@ -117,6 +117,9 @@ def test_diff_interval_matches_welch_and_handles_one_seed() -> None:
     assert one.lo is not None and "one seed" in one.note
     none = diff_interval([3.0], [1.0])
     assert none.lo is None and verdict_greater(none) == UNRESOLVED
+    # seeds without any spread (e.g. one run counted twice) gave a point interval [d, d] and a firm verdict
+    for flat in (diff_interval([0.3, 0.3], [0.1, 0.1]), diff_interval([0.3, 0.3, 0.3], [0.1])):
+        assert flat.lo is None and verdict_greater(flat) == UNRESOLVED and "no seed-to-seed spread" in flat.note
 
 
 def test_verdicts_follow_the_interval() -> None:
@@ -242,6 +245,7 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     (lambda p: p["ufl"].update(optimizer="adamw"), "ufl.optimizer must be 'adam' or 'sgd', got 'adamw'"),
     (lambda p: p.update(skip=["nyud/mt_baselin"]), "skip must be a list of row names (nyud/medusa"),
     (lambda p: p.update(one_seed=["bogus/row"]), "one_seed must be a list of row names"),
+    (lambda p: p.update(seeds=[0, 0]), "'seeds' repeats a seed ([0, 0])"),  # one run counted as two seeds
 ])
 def test_profile_mistakes_are_named_before_any_work(tmp_path: Path, edit: Any, message: str) -> None:
     """Each was a TypeError / KeyError traceback (some after pretraining and data generation), a mangled size,
@@ -256,3 +260,47 @@ def test_profile_mistakes_are_named_before_any_work(tmp_path: Path, edit: Any, m
     path.write_text(text if isinstance(text, str) else yaml.safe_dump(profile))
     with pytest.raises(ConfigError, match=re.escape(message)):
         benchmark.load_profile(str(path))
+
+
+@pytest.mark.parametrize(("task", "ratio", "marker"), [
+    ("depth", 35.3, " (worse than trivial)"),  # was "(trivial level)": RMSE 35 times the constant's
+    ("human_parts", 0.23, " (worse than trivial)"),
+    ("depth", 0.95, " (trivial level)"), ("depth", 1.05, " (trivial level)"), ("sal", 1.05, " (trivial level)"),
+    ("depth", 0.6, " (below target)"), ("semseg", 5.0, " (below target)"),
+])
+def test_miss_markers_say_where_the_number_is(task: str, ratio: float, marker: str) -> None:
+    from medusa_mtl.reports.benchmark import _miss_marker
+
+    assert _miss_marker(task, ratio) == marker
+
+
+def test_a_ufl_run_is_not_reused_after_its_source_was_retrained(tmp_path: Path) -> None:
+    # a UFL run's fingerprint held the UFL settings only: after the NYUD backbone was retrained with other
+    # settings, the UFL result trained on the old backbone was reused ("reusing .../result.json")
+    from medusa_mtl.reports.benchmark import UFL_TASKS, Run, dataset_root, ensure_dataset, execute_run
+
+    spec = {"num_train": 8, "num_val": 2, "size": [64, 64], "scales": [1.0]}
+    roots = {ds: dataset_root(tmp_path / "data", ds, spec, 0) for ds in ("nyud", "pascal")}
+    for ds, root in roots.items():
+        ensure_dataset(root, ds, spec, 0, lambda m: None)
+    source_run = Run("nyud/mt_baseline/s0", "mtl", "mt_baseline", "MT baseline", "HRHead", "nyud",
+                     ["semseg", "depth"], base="nyud/mt_baseline")
+    ufl_run = Run("ufl/mt_baseline/s0", "ufl", "mt_baseline", "MT baseline", "HRHead", "pascal", list(UFL_TASKS),
+                  source="nyud/mt_baseline/s0", base="ufl/mt_baseline")
+
+    def both(mtl_epochs: int) -> list[str]:
+        profile = {"seed": 0, "data": {"nyud": spec, "pascal": spec}, "hrnet_form": "timm",
+                   "loader": {"batch_size": 4, "num_workers": 0, "val_fraction": 0.25},
+                   "mtl": {"epochs": mtl_epochs, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4},
+                   "ufl": {"epochs": 1, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}}
+        logs: list[str] = []
+        results: dict = {}
+        for run in (source_run, ufl_run):
+            results[run.key] = execute_run(run, profile, roots, tmp_path / "out", results, logs.append,
+                                           progress=False)
+        return logs
+
+    both(1)
+    assert any("ufl/mt_baseline/s0: reusing" in m for m in both(1))  # nothing changed: reused
+    logs = both(2)  # the source is retrained: its UFL run must be too
+    assert not any("reusing" in m for m in logs), logs

@@ -61,7 +61,7 @@ def diff_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -
     """Welch's t interval for ``mean(a) - mean(b)`` over seeds.
 
     When one side has a single seed its variance is taken equal to the other side's (stated in the note);
-    with one seed on both sides there is no interval.
+    with one seed on both sides, or no spread at all between seeds, there is no interval (not resolved).
     """
     from scipy import stats
 
@@ -85,7 +85,9 @@ def diff_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -
         den = (va / len(a)) ** 2 / max(len(a) - 1, 1) + (vb / len(b)) ** 2 / max(len(b) - 1, 1)
         df = num / den if den > 0 else max(len(a) + len(b) - 2, 1)
     se = math.sqrt(se2)
-    t = float(stats.t.ppf(0.5 + level / 2, df)) if se > 0 else 0.0
+    if se == 0:  # seeds that agree to the last bit estimate no spread: a point "interval" would decide anything
+        return Interval(diff, None, None, len(a), len(b), "no seed-to-seed spread to estimate an interval from")
+    t = float(stats.t.ppf(0.5 + level / 2, df))
     return Interval(diff, diff - t * se, diff + t * se, len(a), len(b), note)
 
 
