@@ -357,3 +357,36 @@ def test_read_image_applies_the_exif_orientation(tmp_path: Path) -> None:
     arr = read_image(tmp_path / "photo.jpg")
     assert arr.shape == (90, 70, 3)
     assert arr[:10, :, 0].mean() > 200 and arr[20:, :, 0].mean() < 50
+
+
+@pytest.mark.parametrize("mode", ["1", "P"])
+def test_saliency_png_saved_as_1_bit_or_palette_is_read_by_its_gray_level(tmp_path: Path, mode: str) -> None:
+    # both read as all background: the raw values 1 / palette index 1 are below 0.5 * 255
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    path = tmp_path / "s.png"
+    if mode == "1":
+        Image.fromarray(mask).save(path)
+    else:
+        im = Image.fromarray(mask.astype(np.uint8), mode="P")
+        im.putpalette([0, 0, 0, 255, 255, 255])
+        im.save(path)
+    assert np.array_equal(formats.read_sal(path), mask.astype(np.float32))
+
+
+def test_split_files_refuse_repeated_ids_and_ignore_a_byte_order_mark(tmp_path: Path) -> None:
+    # a repeated id was trained on / scored twice in the release layouts; a BOM made the first id "\ufeff0001"
+    split = formats.split_path(tmp_path, "nyud", "val")
+    split.parent.mkdir(parents=True)
+    split.write_text("\ufeff0001\r\n0002\r\n", encoding="utf-8")
+    assert formats.read_split(tmp_path, "nyud", "val") == ["0001", "0002"]
+    split.write_text("0007\n0008\n0007\n")
+    with pytest.raises(DataFormatError, match="id '0007' is listed twice"):
+        formats.read_split(tmp_path, "nyud", "val")
+
+
+def test_integer_depth_is_refused_as_probably_millimetres(tmp_path: Path) -> None:
+    # uint16 millimetres were read as metres (up to 8999 m)
+    np.save(tmp_path / "d.npy", np.full((4, 4), 2500, np.uint16))
+    with pytest.raises(DataFormatError, match=r"integer depth \(dtype uint16, values up to 2500\); expected float"):
+        formats.read_depth(tmp_path / "d.npy")

@@ -514,3 +514,15 @@ def test_evaluate_on_the_test_split_needs_no_train_split(synth: dict[str, Path],
     rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(test_only), "--num-workers", "0",
                           "--split", "heldout"])
     assert rc == 2 and "train.txt" in err and "Traceback" not in err, err[-3000:]
+
+
+def test_ids_in_both_train_and_test_splits_are_refused(synth: dict[str, Path], tmp_path: Path) -> None:
+    # an id listed in val.txt and train.txt was trained on and scored as a test image
+    root = tmp_path / "NYUD_MT"
+    shutil.copytree(synth["nyud"], root)
+    train = (root / "gt_sets" / "train.txt").read_text().split()
+    with (root / "gt_sets" / "val.txt").open("a") as f:
+        f.write(f"{train[0]}\n")
+    data = MultiTaskDataModule(dataset="nyud", root=str(root), tasks=["semseg"], size=(64, 64), num_workers=0)
+    with pytest.raises(ConfigError, match=rf"ids in both the train and the val \(test\) split: \['{train[0]}'\]"):
+        data.split_ids()

@@ -42,6 +42,9 @@ Conventions
   map (borders replicated) is non-zero; the candidate mask (2 px wide: both sides of a boundary) is then
   thinned to 1-px lines with Zhang-Suen thinning (:func:`thin`). As the Laplacian is taken literally, a pixel
   whose neighbour labels happen to sum to 4x its own label is not an edge (rare, only at junctions).
+* **Images** are read as displayed: an EXIF orientation tag (phone photos stored sideways) is applied, and the
+  labels must match the displayed picture; **saliency** PNGs saved as 1-bit or with a palette are read by the
+  gray level they show. **Split files**: one id a line, an id at most once, a UTF-8 byte-order mark ignored.
 * **Sizes**: a label of another size than its image is resized to the image (nearest for labels, cubic for
   normals, then re-normalised) if its aspect ratio matches the image within :data:`ASPECT_TOLERANCE`; any
   other size, a non-2D label or a wrong channel count is a :class:`DataFormatError`.
@@ -504,14 +507,19 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return arr
 
 
-def read_png_2d(path: str | os.PathLike[str], what: str) -> np.ndarray:
-    """Read a single-channel PNG (mode L, P, I or I;16) as a 2-D integer array; RGB is an error."""
+def read_png_2d(path: str | os.PathLike[str], what: str, gray_values: bool = False) -> np.ndarray:
+    """Read a single-channel PNG (mode L, P, I or I;16) as a 2-D integer array; RGB is an error.
+
+    Palette and 1-bit PNGs give their indices (class maps); with ``gray_values`` they give the gray level they
+    show instead, 0..255 (a mask saved as 1-bit or with a black/white palette is 0/255 like a gray one)."""
     path = Path(path)
     _require_file(path, what)
     try:
         with Image.open(path) as im:
             im.load()
             mode = im.mode
+            if gray_values and mode in ("1", "P"):
+                im = im.convert("L")
             arr = np.array(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataFormatError(path, f"unreadable or truncated PNG (expected {what}): {e}") from None
@@ -668,6 +676,10 @@ def read_depth(path: str | os.PathLike[str]) -> np.ndarray:
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise DataFormatError(path, f"expected depth of shape H x W, got {arr.shape}")
+    if arr.dtype.kind in "iub":  # most likely millimetres, which would be read as metres
+        top = int(arr.max()) if arr.size else 0
+        raise DataFormatError(path, f"integer depth (dtype {arr.dtype}, values up to {top}); expected float metres "
+                                    "(from millimetres: save depth / 1000 as float32)")
     arr = arr.astype(np.float32)
     _check_finite(arr, path, "depth")
     if arr.size and arr.min() < 0:
@@ -725,7 +737,7 @@ def read_pascal_semseg(path: str | os.PathLike[str]) -> np.ndarray:
 def read_sal(path: str | os.PathLike[str]) -> np.ndarray:
     """Read ``sal_distill/<id>.png`` as float32 H x W: 1 where v / 255 > 0.5, else 0."""
     path = Path(path)
-    arr = read_png_2d(path, "saliency, gray PNG 0..255")
+    arr = read_png_2d(path, "saliency, gray PNG 0..255", gray_values=True)
     if arr.size and (arr.min() < 0 or arr.max() > 255):
         raise DataFormatError(path, f"saliency values {arr.min()}..{arr.max()}; expected 0..255")
     return (arr.astype(np.float32) / 255.0 > 0.5).astype(np.float32)
@@ -953,8 +965,9 @@ def read_pascal_normals(path: str | os.PathLike[str], labelmap: np.ndarray | Non
 
 
 def read_split(root: str | os.PathLike[str], dataset: str, split: str) -> list[str]:
-    """Ids of a split (one id a line; blank lines ignored). Missing file -> :class:`DataFormatError`."""
-    return read_id_file(split_path(root, dataset, split), dataset)
+    """Ids of a split (one id a line; blank lines ignored). A missing file, or an id listed twice (it would be
+    trained on or scored twice) -> :class:`DataFormatError`."""
+    return read_id_file(split_path(root, dataset, split), dataset, unique=True)
 
 
 def read_id_file(path: str | os.PathLike[str], dataset: str, unique: bool = False) -> list[str]:
@@ -964,7 +977,7 @@ def read_id_file(path: str | os.PathLike[str], dataset: str, unique: bool = Fals
     if not path.is_file():
         raise DataFormatError(path, f"missing split file (expected one {dataset} sample id a line)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad, PowerShell) is not part of an id
     except (OSError, UnicodeDecodeError) as e:
         raise DataFormatError(path, f"unreadable split file: {e}") from None
     ids = [line.strip() for line in text.splitlines() if line.strip()]

@@ -561,6 +561,10 @@ class MultiTaskDataModule(L.LightningDataModule):
         self._require_root()
         train_all = read_split_ids(self.dataset_name, self.root, "train")
         test = read_split_ids(self.dataset_name, self.root, "val")
+        both = sorted(set(train_all) & set(test))
+        if both:  # a test image that is trained on scores what the network memorised
+            raise ConfigError(f"{self.root}: ids in both the train and the val (test) split: {both[:5]}"
+                              f"{' ...' if len(both) > 5 else ''} ({len(both)} in all); `medusa data check` lists them")
         if len(train_all) < 2:
             raise ConfigError(f"{self.root}: the train split has {len(train_all)} ids; need at least 2")
         order = np.random.default_rng(self.seed).permutation(len(train_all))
