@@ -526,3 +526,25 @@ def test_ids_in_both_train_and_test_splits_are_refused(synth: dict[str, Path], t
     data = MultiTaskDataModule(dataset="nyud", root=str(root), tasks=["semseg"], size=(64, 64), num_workers=0)
     with pytest.raises(ConfigError, match=rf"ids in both the train and the val \(test\) split: \['{train[0]}'\]"):
         data.split_ids()
+
+
+def test_ufl_config_data_section_is_used_and_single_task_is_checked_first(synth: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    # the --config's data.root / data.dataset were overwritten by --root's / --dataset's defaults ("dataset folder
+    # not found: data/synthetic/PASCAL_MT"); a --single-task file without the Δm metric failed with a traceback
+    # after the whole training
+    ckpt = _fit(MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud"), synth["nyud"],
+                tmp_path / "src") / "last.ckpt"
+    bad = tmp_path / "st.json"
+    bad.write_text(json.dumps({"human_parts": {"mIoU": 40.0}, "sal": {"maxF": 50.0}}))
+    base = ["ufl", "--source-ckpt", str(ckpt), "--tasks", "human_parts,sal", "--size", "64x64"]
+    rc, _, err = run_cli([*base, "--root", str(synth["pascal"]), "--single-task", str(bad),
+                          "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "needs a non-zero number sal.mIoU" in err and "Traceback" not in err, err[-2000:]
+    assert not (tmp_path / "bad" / "checkpoints").exists()  # refused before any training
+    cfg = tmp_path / "ufl.yaml"
+    cfg.write_text(f"data:\n  dataset: pascal\n  root: {synth['pascal']}\n  batch_size: 2\n  num_workers: 0\n"
+                   "trainer:\n  max_epochs: 1\n")
+    rc, _, err = run_cli([*base, "--config", str(cfg), "--out", str(tmp_path / "cfg")])
+    assert rc == 0, err[-2000:]
+    assert json.loads((tmp_path / "cfg" / "ufl_metrics.json").read_text())["metrics"].keys() == {"human_parts", "sal"}

@@ -55,11 +55,12 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa ufl``."""
     parser.add_argument("--source-ckpt", required=True, help="checkpoint of the source (e.g. NYUD) model")
     parser.add_argument("--tasks", required=True, help="new tasks, comma-separated (e.g. human_parts,sal)")
-    parser.add_argument("--dataset", "--data", dest="dataset", default="pascal",
-                        help="dataset of the new tasks: pascal, nyud, or the path of a dataset.yaml (default: pascal)")
+    parser.add_argument("--dataset", "--data", dest="dataset", default=None,
+                        help="dataset of the new tasks: pascal, nyud, or the path of a dataset.yaml (default: the "
+                             "--config's data.dataset, else pascal)")
     parser.add_argument("--root", default=None,
-                        help="folder of the new tasks' dataset (default: the dataset.yaml's folder; "
-                             "data/synthetic/PASCAL_MT for pascal)")
+                        help="folder of the new tasks' dataset (default: the --config's data.root, else the "
+                             "dataset.yaml's folder; data/synthetic/PASCAL_MT for pascal)")
     parser.add_argument("--config", default=None, help="YAML with optional 'data:' and 'trainer:' sections")
     parser.add_argument("--size", default=None, help="network input HxW (multiples of 32)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: config or 60)")
@@ -147,14 +148,18 @@ def run_ufl(args: argparse.Namespace) -> int:
     cfg = load_ufl_config(args.config) if args.config else {}
     data_cfg = dict(cfg.get("data") or {})
     trainer_cfg = dict(cfg.get("trainer") or {})
+    # an option given on the command line wins over the --config's data section, which wins over the defaults
+    dataset = args.dataset or data_cfg.get("dataset") or "pascal"
     L.seed_everything(args.seed, workers=True)
     overrides = {"lr": args.lr} if args.lr is not None else {}
-    module = ufl_module_from_checkpoint(args.source_ckpt, args.tasks, args.dataset, **overrides)
+    module = ufl_module_from_checkpoint(args.source_ckpt, args.tasks, dataset, **overrides)
     if args.resume:
         _check_resumable(last, module)
-    data_cfg.update(dataset=args.dataset, root=args.root)
-    if args.root is None:
-        data_cfg.pop("root")
+    # checked now, not after training: a bad file would cost the run its metrics
+    single = load_single_task_results(args.single_task, module.main_tasks) if args.single_task else None
+    data_cfg["dataset"] = dataset
+    if args.root is not None:
+        data_cfg["root"] = args.root
     if args.size:
         data_cfg["size"] = parse_network_size(args.size)
     if args.batch_size:
@@ -172,7 +177,6 @@ def run_ufl(args: argparse.Namespace) -> int:
     tested = load_module(best_path) if best_path else module
     data.setup("test")
     results = evaluate_module(tested, data.test_dataloader())
-    single = load_single_task_results(args.single_task) if args.single_task else None
     report = {
         "source_ckpt": str(args.source_ckpt),
         "tested_ckpt": best_path or None,
