@@ -4,6 +4,7 @@ configs (``--config medusa:...``), and the CLI's output without developer warnin
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,14 @@ def test_export_cli_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.full((40, 50, 3), 128, np.uint8)).save(images / "a.png")
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(images / "b.jpg")  # at the export size: not resized
     out = tmp_path / "m.pt"
-    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out), "--size", "64x64",
-                 "--tasks", "depth", "--check-images", str(images)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out), "--size", "64x64",
+                     "--tasks", "depth", "--check-images", str(images)]) == 0
+    # the project's own code raised torch's "NumPy array is not writable" warning at the user
+    assert not [w for w in caught if "not writable" in str(w.message)]
     text = capsys.readouterr().out
     assert "outputs: depth" in text and "latency" in text and "MiB" in text
     assert [o.shape for o in ExportedModel(out, "torchscript").run(torch.rand(1, 3, 64, 64))] == [(1, 1, 64, 64)]

@@ -115,3 +115,21 @@ def test_export_of_a_ufl_chain_has_every_task(chain: dict[str, object], tmp_path
     rc, stdout, err = run_cli(["export", "--ckpt", str(chain["c"]), "--format", fmt, "--out", str(out),
                                "--size", "64x64", "--tasks", "depth,sal"])
     assert rc == 0 and "outputs: depth, sal" in stdout, err[-2000:]
+
+
+def test_export_of_a_chain_with_a_task_name_of_two_datasets(chain: dict[str, object], tmp_path: Path) -> None:
+    # outputs named as predict names them ("nyud:semseg", "pascal:semseg"); export stopped at "unknown task
+    # 'nyud:semseg'"
+    from cli_helpers import run_cli
+    from medusa_mtl.engine.export import ExportedModel
+
+    both = ufl_module_from_checkpoint(chain["c"], "semseg", "pascal")
+    ckpt = _save(both, tmp_path / "both.ckpt")
+    out = tmp_path / "both.pt"
+    rc, stdout, err = run_cli(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out),
+                               "--size", "64x64"])
+    assert rc == 0, err[-2000:]
+    assert ExportedModel(out, "torchscript").tasks == ["nyud:semseg", "depth", "human_parts", "sal", "pascal:semseg"]
+    rc, stdout, err = run_cli(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out),
+                               "--size", "64x64", "--tasks", "pascal:semseg"])
+    assert rc == 0 and "outputs: pascal:semseg" in stdout, err[-2000:]

@@ -238,7 +238,7 @@ def _compare(tasks: Sequence[str], got: Sequence[np.ndarray], ref: Sequence[torc
         r = r.numpy()
         if g.shape != r.shape:
             raise ConfigError(f"export check: {t} has shape {g.shape}, PyTorch gives {r.shape}")
-        if get_task(t).kind == "classes":
+        if get_task(t.split(":")[-1]).kind == "classes":
             agreement = float((g == r).mean())
             out[t] = agreement
             if agreement < CLASS_AGREEMENT:
@@ -264,7 +264,9 @@ def check_export(module: Any, path: str | os.PathLike[str], fmt: str, size: Sequ
     reference = inference_graph(module, tasks, fused=True)
     exported = ExportedModel(path, fmt)
     inputs = [_example(size, seed=1)]
-    inputs += [torch.from_numpy(resize_image(im, size)).permute(2, 0, 1)[None].float() / 255 for im in images]
+    # a copy: resize_image can return a read-only array, which torch.from_numpy warns about
+    inputs += [torch.from_numpy(np.array(resize_image(im, size))).permute(2, 0, 1)[None].float() / 255
+               for im in images]
     report: dict[str, Any] = {"random": None, "images": []}
     with torch.no_grad():
         for i, x in enumerate(inputs):
@@ -345,5 +347,5 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _fmt(diffs: dict[str, float]) -> str:
-    return ", ".join(f"{t} agrees on {v:.2%} of pixels" if get_task(t).kind == "classes"
+    return ", ".join(f"{t} agrees on {v:.2%} of pixels" if get_task(t.split(":")[-1]).kind == "classes"
                      else f"{t} max diff {v:.1e} of its range" for t, v in diffs.items())
