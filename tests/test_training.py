@@ -100,6 +100,10 @@ def test_ufl_cli_writes_metrics(synth: dict[str, Path], tmp_path: Path) -> None:
     expected = 50.0 * ((report["metrics"]["human_parts"]["mIoU"] - 40.0) / 40.0
                        + (report["metrics"]["sal"]["mIoU"] - 50.0) / 50.0)
     assert report["delta_m"] == pytest.approx(expected)
+    # evaluate says which tasks of the chain it scores (predict / export give them all)
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(tmp_path / "ufl" / "checkpoints" / "last.ckpt"), "--data",
+                          str(synth["pascal"]), "--num-workers", "0", "--out", str(tmp_path / "e.json")])
+    assert rc == 0 and "is a UFL checkpoint: it is scored on the tasks of its last step (human_parts, sal" in err
 
 
 def test_evaluate_matches_direct_metric_calls(synth: dict[str, Path], tmp_path: Path) -> None:

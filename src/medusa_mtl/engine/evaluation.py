@@ -137,6 +137,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.ckpt)
     module = load_module(args.ckpt, checkpoint=ckpt)
     single = load_single_task_results(args.single_task, module.main_tasks) if args.single_task else None
+    if module.hparams.get("ufl"):  # predict / export give the whole chain; a score needs that dataset's labels
+        print(f"note: {args.ckpt} is a UFL checkpoint: it is scored on the tasks of its last step "
+              f"({', '.join(module.main_tasks)}, dataset {module.eval_dataset}); the source's tasks are unchanged "
+              "from the source checkpoint: evaluate that one for them", file=sys.stderr)
     # scored at the size it was trained at (as `medusa predict` and `export` run it) unless --size says otherwise
     size = parse_network_size(args.size) or training_size(module, ckpt)
     options = {t: dict(o) for t, o in (module.hparams.get("metric_options") or {}).items()}
