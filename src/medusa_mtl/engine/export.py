@@ -322,7 +322,8 @@ def run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: the extension names another format than --format {args.format}")
     predictor = Predictor.from_checkpoint(args.ckpt, size=parse_network_size(args.size))
     module, size = predictor.module, predictor.size
-    tasks = list(inference_graph(module, args.tasks).tasks)  # checks --tasks against what the model predicts
+    graph = inference_graph(module, args.tasks)  # checks --tasks against what the model predicts
+    tasks = list(graph.tasks)
     images = []
     if args.check_images:  # read first: a bad image stops the command before anything is written
         folder = Path(args.check_images)
@@ -330,7 +331,6 @@ def run_export(args: argparse.Namespace) -> int:
             raise ConfigError(f"--check-images {folder}: not a folder (expected a folder of .jpg / .png images)")
         images = [read_image(p) for p in sorted(folder.iterdir())
                   if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith(".")][:4]
-    graph = inference_graph(module, tasks)
     # the file takes its name only once it has passed the check: a failed export leaves nothing behind
     info = export_model(graph, args.out, args.format, size,
                         verify=lambda tmp: check_export(module, tmp, args.format, size, tasks, images))
