@@ -3,7 +3,7 @@ place, so a reader never sees half a file and an interrupted write never replace
 
 The temporary file is created like any other file of the process (``0o666`` minus the umask; ``mkstemp`` would
 make datasets and checkpoints readable by their owner only), its name carries the writer's pid, and the
-leftovers of writers killed mid-write are removed by the next write to the same path.
+leftovers of writers killed mid-write are removed by the next write to the same path where asked (checkpoints).
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ def remove_stale_temps(path: Path) -> None:
             continue
 
 @contextmanager
-def atomic_write(path: str | os.PathLike[str], fsync: bool = False) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike[str], fsync: bool = False,
+                 remove_stale: bool = False) -> Iterator[BinaryIO]:
     """Open a binary file whose content replaces ``path`` atomically when the block ends without an exception.
+
+    ``remove_stale`` also deletes the temporary files of earlier writers of ``path`` killed mid-write: for files
+    rewritten in place (checkpoints); it lists the folder, too slow for the thousands of files of a dataset.
 
     >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "a.bin"
@@ -65,7 +69,8 @@ def atomic_write(path: str | os.PathLike[str], fsync: bool = False) -> Iterator[
         except OSError:
             pass
         raise
-    remove_stale_temps(path)
+    if remove_stale:
+        remove_stale_temps(path)
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""

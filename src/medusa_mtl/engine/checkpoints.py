@@ -24,7 +24,7 @@ from ..errors import CheckpointError, ConfigError
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to ``path`` through a temporary file, flushed to disk, and ``os.replace`` (atomic on POSIX;
     see :mod:`medusa_mtl.atomic`)."""
-    with atomic_write(path, fsync=True) as f:
+    with atomic_write(path, fsync=True, remove_stale=True) as f:
         torch.save(obj, f)
 
 
