@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -431,6 +432,12 @@ def test_evaluate_cli_scores_at_the_training_size_and_checks_the_reference_first
     data.setup("test")
     direct = evaluate_module(load_module(ckpt), data.test_dataloader())
     assert json.loads(out.read_text())["metrics"]["depth"]["rmse"] == pytest.approx(direct["depth"]["rmse"])
+    # strict JSON: the IoU of a class absent from the 3 test images is undefined (NaN), written as null (the NaN
+    # token json.dumps writes by default is rejected by jq, JSON.parse, ...)
+    strict = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in {out}"))
+    per_class = strict["metrics"]["semseg"]["per_class_iou"]
+    assert None in per_class and len(per_class) == 40
+    assert all(v is None or math.isfinite(v) for v in per_class)
     partial = tmp_path / "st.json"
     partial.write_text(json.dumps({"semseg": {"mIoU": 30.0}}))
     out.unlink()

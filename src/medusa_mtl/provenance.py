@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import sys
@@ -49,12 +50,42 @@ def provenance(**extra: Any) -> dict[str, Any]:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
+    """Write JSON atomically (temp file + rename).
+
+    Non-finite numbers are written as ``null``: JSON has no NaN or Infinity, and strict parsers (``jq``,
+    JavaScript's ``JSON.parse``, Python's with ``parse_constant`` raising) reject the ``NaN`` token that
+    ``json.dumps`` writes by default. NaN is what an undefined metric is (the IoU of a class absent from both
+    the labels and the predictions), so ``null`` reads as "undefined"."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_default) + "\n")
+    tmp.write_text(json.dumps(finite_or_null(obj), indent=2, sort_keys=False, default=_default,
+                              allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NumPy's included) replaced by ``None``; containers copied.
+
+    >>> finite_or_null({"iou": [50.0, float("nan")], "rmse": float("inf")})
+    {'iou': [50.0, None], 'rmse': None}
+    """
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            obj = obj.tolist()
+        elif isinstance(obj, np.generic):
+            obj = obj.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_null(v) for v in obj]
+    return obj
 
 
 def _default(obj: Any) -> Any:

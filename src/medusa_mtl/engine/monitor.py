@@ -15,15 +15,15 @@ resident set (``ru_maxrss``), which includes everything the process holds.
 
 from __future__ import annotations
 
-import json
 import resource
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from ..provenance import write_json
 
 __all__ = ["ThroughputMonitor"]
 
@@ -84,6 +84,4 @@ class ThroughputMonitor(L.Callback):
                 logger.log_metrics({"speed/images_per_s": result["images_per_s"],
                                     "speed/peak_memory_mib": result["peak_memory_mib"]}, step=trainer.global_step)
         if self.json_path and trainer.is_global_zero:
-            path = Path(self.json_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2))
+            write_json(self.json_path, result)

@@ -360,7 +360,8 @@ def _metric(record: dict[str, Any] | None, task: str) -> float | None:
         return None
     from ..tasks import get_task
 
-    return float(record["test"][task][get_task(task).dm_metric])
+    value = record["test"][task][get_task(task).dm_metric]
+    return None if value is None else float(value)  # None: undefined (written as null, see write_json)
 
 
 def _fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:

@@ -48,6 +48,7 @@ from ..data.sizes import NETWORK_MULTIPLE, parse_network_size
 from ..errors import ConfigError
 from ..models import create_model, is_model, list_models
 from ..options import output_dir, positive_int
+from ..provenance import write_json
 
 #: Input resolution (H, W) per dataset (SPEC §6).
 RESOLUTION: dict[str, tuple[int, int]] = {"nyud": (480, 640), "pascal": (512, 512)}
@@ -457,7 +458,7 @@ def write_report(dataset: str, max_tasks: int = 6, out_dir: str | Path = ".", mo
         "seconds": round(elapsed, 2),
         "rows": rows,
     }
-    paths["json"].write_text(json.dumps(payload, indent=2))
+    write_json(paths["json"], payload)
     _plot(rows, key, paths["png"])
     return paths
 
