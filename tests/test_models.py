@@ -5,7 +5,9 @@ Inputs are tiny (batch 2, 64x64) so that the whole file runs on a couple of CPU 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -377,3 +379,23 @@ def test_plain_timm_module_as_backbone_is_refused_clearly() -> None:
     body = timm.create_model("test_efficientnet", features_only=True, pretrained=False)
     with pytest.raises(TypeError, match="pass a timm model name .* or a medusa_mtl.models.Backbone"):
         create_model("medusa", tasks=["semseg", "depth"], dataset="nyud", backbone=body)
+
+
+def test_weights_expecting_other_image_statistics_are_warned_about(tmp_path: Path) -> None:
+    # every image is normalised with ImageNet's mean/std; timm's ViT weights expect 0.5 / 0.5: loaded silently,
+    # a frozen ViT backbone saw shifted inputs
+    import timm
+
+    from medusa_mtl.models.backbone import Backbone
+
+    vit = tmp_path / "vit.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), vit)
+    with pytest.warns(UserWarning, match=r"mean \(0\.5, 0\.5, 0\.5\).*ImageNet's mean \(0\.485") as rec:
+        Backbone("vit_tiny_patch16_224", pretrained_file=vit)
+    assert str(vit) in str(rec[0].message)
+    resnet = tmp_path / "resnet.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), resnet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Backbone("resnet18", pretrained_file=resnet)  # ImageNet statistics: nothing to say
+        Backbone("vit_tiny_patch16_224")  # no pretrained weights: nothing to say

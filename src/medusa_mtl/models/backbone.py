@@ -11,12 +11,15 @@ of 32, so every branch is exactly 2^k times finer and ``scale_factor=2^k`` gives
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import timm
 import torch
 import torch.nn as nn
+
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_BACKBONE = "hrnet_w18_small_v2"
 #: ``hrnet_form`` values: the reference implementation's HRNet (bilinear fuse, BN momentum 0.01) or timm's own
@@ -98,6 +101,7 @@ class Backbone(nn.Module):
                     "--model.init_args.pretrained_file PATH (or pretrained_file=PATH)."
                 )
                 raise RuntimeError(hint) from err
+            _warn_if_normalised_otherwise(self.body, name, pretrained_file)
         else:
             self.body = timm.create_model(name, pretrained=False, out_indices=out_indices, **kwargs)
         self.name = name
@@ -153,6 +157,25 @@ class Backbone(nn.Module):
         if self.nhwc_features:
             feats = [f.permute(0, 3, 1, 2) for f in feats]
         return feats
+
+
+def _warn_if_normalised_otherwise(body: nn.Module, name: str, pretrained_file: str | Path | None) -> None:
+    """Warn when timm's weights for ``name`` expect other image statistics than the ImageNet mean/std every
+    image is normalised with here (data/transforms.py, export, pretraining): e.g. ViT's 0.5 / 0.5."""
+    cfg = getattr(body, "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if mean is None or std is None:
+        return
+    if all(abs(float(a) - b) < 1e-3 for a, b in zip((*mean, *std), (*IMAGENET_MEAN, *IMAGENET_STD), strict=False)):
+        return
+    source = f"the weights in {pretrained_file}" if pretrained_file is not None else "timm's pretrained weights"
+    warnings.warn(
+        f"backbone {name!r}: timm's configuration for it normalises images with mean {tuple(mean)} / std "
+        f"{tuple(std)}, but medusa-mtl normalises every image with ImageNet's mean {IMAGENET_MEAN} / std "
+        f"{IMAGENET_STD}. If {source} were trained with timm's normalisation, they see shifted inputs: "
+        "fine-tuning adapts, a frozen backbone (UFL) does not. Weights from `medusa pretrain` use ImageNet's "
+        "and are unaffected.",
+        UserWarning, stacklevel=3)
 
 
 def build_backbone(backbone: str | nn.Module = DEFAULT_BACKBONE, **kwargs: Any) -> Backbone:
