@@ -162,6 +162,26 @@ def test_medusa_attention_figures(images: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(weights.sum(0), 1.0, atol=1e-5)
 
 
+def test_attention_figures_of_a_ufl_checkpoint_of_medusa(images: Path, tmp_path: Path) -> None:
+    # a UFL model of a Medusa source has Medusa heads (SFA + MSA) for every task, but `predict` said "model
+    # 'medusa' has no attention maps" and wrote no sfa.png / msa.png
+    from medusa_mtl.engine.ufl import ufl_module_from_checkpoint
+
+    source = save_ckpt(make_module("medusa", backbone="test_efficientnet"), tmp_path / "medusa.ckpt")
+    step = ufl_module_from_checkpoint(source, "human_parts", "pascal")
+    ckpt = save_ckpt(step, tmp_path / "ufl.ckpt")
+    maps = attention_arrays(step, np.zeros((70, 90, 3), np.uint8), (64, 64))
+    assert maps is not None and list(maps) == ["semseg", "depth", "human_parts"]
+    assert all(set(m) == {"sfa", "msa"} for m in maps.values())
+    direct = step.net.source.attention_maps(torch.zeros(1, 3, 64, 64))  # the source's own maps, unchanged
+    assert torch.equal(direct["depth"]["msa"], step.net.attention_maps(torch.zeros(1, 3, 64, 64))["depth"]["msa"])
+    out = tmp_path / "out"
+    assert run_cli("--ckpt", ckpt, "--images", images, "--out", out, "--size", "64x64") == 0
+    for name in SIZES:
+        for f in ("semseg", "depth", "human_parts", "sfa", "msa", "panel"):
+            assert (out / name / f"{f}.png").is_file(), f
+
+
 def test_corrupt_image_is_skipped_and_reported(baseline: tuple[MultiTaskModule, Path], images: Path,
                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One unreadable file: the other images are predicted, one warning names it, the summary lists it and the

@@ -100,6 +100,27 @@ class UFLModel(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         return self.decoder(x)
 
+    @property
+    def attention_maps(self) -> Any:
+        """``attention_maps(x)`` of every task of the chain (keys of :meth:`task_datasets`), when the
+        architecture has attention maps (Medusa): the source's heads' and the new heads'; ``None`` otherwise
+        (so ``callable(model.attention_maps)`` says whether there are any)."""
+        if not callable(getattr(self.decoder, "attention_maps", None)):
+            return None
+        return self._attention_maps
+
+    @torch.no_grad()
+    def _attention_maps(self, x: torch.Tensor) -> dict[str, Any]:
+        source = self.source.attention_maps
+        source_maps = source(x) if callable(source) else {}
+        if isinstance(self.source, UFLModel):
+            source_values = [source_maps.get(k, {}) for k in self.source.task_datasets()]
+        else:
+            source_values = [source_maps.get(t, {}) for t in self.source.tasks]
+        new = self.decoder.attention_maps(x)
+        values = source_values + [new.get(t, {}) for t in self.tasks]
+        return {k: v for k, v in zip(self.task_datasets(), values) if v}
+
     @torch.no_grad()
     def source_forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The source model's own predictions (unchanged by UFL)."""
