@@ -399,3 +399,58 @@ def test_weights_expecting_other_image_statistics_are_warned_about(tmp_path: Pat
         warnings.simplefilter("error")
         Backbone("resnet18", pretrained_file=resnet)  # ImageNet statistics: nothing to say
         Backbone("vit_tiny_patch16_224")  # no pretrained weights: nothing to say
+
+
+def test_pretrained_file_is_loaded_strictly(tmp_path: Path) -> None:
+    # timm's file route loaded with strict=False and only logged what it skipped: a whole-model state dict, a file
+    # with a tensor missing and a deeper model's file all "loaded", leaving the backbone partly or wholly random
+    import timm
+
+    from medusa_mtl.errors import ConfigError
+    from medusa_mtl.models.backbone import Backbone
+
+    def body_equals(backbone: Backbone, sd: dict[str, torch.Tensor], prefix: str = "") -> None:
+        body = backbone.body.state_dict()
+        for k, v in body.items():
+            assert torch.equal(v, sd[prefix + k]), k
+
+    torch.manual_seed(0)
+    full = timm.create_model("resnet18").state_dict()  # the usual form: the whole timm network, classifier too
+    good = tmp_path / "resnet18.pth"
+    torch.save(full, good)
+    body_equals(Backbone("resnet18", pretrained_file=good), full)
+    from safetensors.torch import save_file
+
+    save_file(full, str(tmp_path / "resnet18.safetensors"))
+    body_equals(Backbone("resnet18", pretrained_file=tmp_path / "resnet18.safetensors"), full)
+    # a checkpoint of a whole medusa-mtl model: the backbone's tensors under "backbone.body."
+    torch.manual_seed(1)
+    model = create_model("mt_baseline", tasks=["semseg"], dataset="nyud", backbone="resnet18")
+    whole = tmp_path / "whole.pth"
+    torch.save({"state_dict": model.state_dict()}, whole)
+    body_equals(Backbone("resnet18", pretrained_file=whole), model.state_dict(), "backbone.body.")
+    # a features_only body whose wrapper renames modules (ConvNeXt: stages.0 -> stages_0), what `medusa pretrain`
+    # writes: loaded into the unwrapped model, the stages stayed random
+    torch.manual_seed(2)
+    convnext = Backbone("convnext_atto")
+    body_file = tmp_path / "convnext_body.pth"
+    torch.save(convnext.body.state_dict(), body_file)
+    body_equals(Backbone("convnext_atto", pretrained_file=body_file), convnext.body.state_dict())
+
+    missing = dict(full)
+    del missing["layer1.0.conv1.weight"]
+    torch.save(missing, tmp_path / "missing.pth")
+    with pytest.raises(ConfigError, match=r"missing\.pth.*1 of the backbone's .* layer1\.0\.conv1\.weight"):
+        Backbone("resnet18", pretrained_file=tmp_path / "missing.pth")
+    torch.save(timm.create_model("resnet34").state_dict(), tmp_path / "resnet34.pth")
+    with pytest.raises(ConfigError, match=r"resnet34\.pth.*belong to no part of this backbone.*layer1\.2\."):
+        Backbone("resnet18", pretrained_file=tmp_path / "resnet34.pth")
+    torch.save(timm.create_model("resnet50").state_dict(), tmp_path / "resnet50.pth")
+    with pytest.raises(ConfigError, match=r"resnet50\.pth.*another shape"):
+        Backbone("resnet18", pretrained_file=tmp_path / "resnet50.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a weights file")
+    with pytest.raises(ConfigError, match=r"junk\.pth: not a weights file"):
+        Backbone("resnet18", pretrained_file=tmp_path / "junk.pth")
+    torch.save({"epoch": 3}, tmp_path / "meta.pth")
+    with pytest.raises(ConfigError, match=r"meta\.pth: holds no tensors"):
+        Backbone("resnet18", pretrained_file=tmp_path / "meta.pth")

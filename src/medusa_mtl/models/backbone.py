@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .weights import load_backbone_weights
 
 DEFAULT_BACKBONE = "hrnet_w18_small_v2"
 #: ``hrnet_form`` values: the reference implementation's HRNet (bilinear fuse, BN momentum 0.01) or timm's own
@@ -73,11 +74,14 @@ class Backbone(nn.Module):
         if name.startswith("hrnet"):
             kwargs.setdefault("feature_location", "")
         if pretrained_file is not None:
-            path = Path(pretrained_file)
-            if not path.is_file():
-                raise FileNotFoundError(f"backbone weights file not found: {path}")
-            kwargs["pretrained_cfg_overlay"] = dict(file=str(path))
-            pretrained = True
+            if pretrained:
+                raise ValueError("give pretrained=True (timm's download) or pretrained_file (a local file), not both")
+            if not Path(pretrained_file).is_file():
+                raise FileNotFoundError(f"backbone weights file not found: {pretrained_file}")
+        reserved = sorted({"features_only", "out_indices"} & set(timm_kwargs))
+        if reserved:
+            raise ValueError(f"option(s) {reserved}: set by the backbone wrapper itself (the last four feature levels "
+                             "are used), not options to pass")
         try:
             probe = timm.create_model(name, pretrained=False, **kwargs)
         except TypeError as err:
@@ -96,14 +100,22 @@ class Backbone(nn.Module):
                 self.body = timm.create_model(name, pretrained=True, out_indices=out_indices, **kwargs)
             except Exception as err:
                 hint = (
-                    f"could not load pretrained weights for {name!r} ({type(err).__name__}: {err}). "
-                    "Without network access, download the weights elsewhere and pass them with "
-                    "--model.init_args.pretrained_file PATH (or pretrained_file=PATH)."
+                    f"could not load timm's pretrained weights for {name!r} ({type(err).__name__}: {err}). "
+                    "Without network access, download the weights elsewhere (e.g. "
+                    f"torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'w.pth') on a machine "
+                    "with it) and pass the file with --model.pretrained_file PATH (pretrained_file=PATH in Python)."
                 )
                 raise RuntimeError(hint) from err
-            _warn_if_normalised_otherwise(self.body, name, pretrained_file)
+            _warn_if_normalised_otherwise(self.body, name, None)
         else:
             self.body = timm.create_model(name, pretrained=False, out_indices=out_indices, **kwargs)
+            if pretrained_file is not None:
+                # strict, unlike timm's file route (see models/weights.py); the unwrapped model's names say
+                # which extra tensors of a whole-network file are expected
+                full = {k: v for k, v in kwargs.items() if k not in ("features_only", "feature_location")}
+                full_keys = timm.create_model(name, pretrained=False, **full).state_dict().keys()
+                load_backbone_weights(self.body, pretrained_file, full_keys)
+                _warn_if_normalised_otherwise(self.body, name, pretrained_file)
         self.name = name
         self.hrnet_form = hrnet_form if name.startswith("hrnet") else None
         if self.hrnet_form == "reference":
