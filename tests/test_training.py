@@ -559,3 +559,28 @@ def test_ufl_config_data_section_is_used_and_single_task_is_checked_first(synth:
     rc, _, err = run_cli([*base, "--config", str(cfg), "--out", str(tmp_path / "cfg")])
     assert rc == 0, err[-2000:]
     assert json.loads((tmp_path / "cfg" / "ufl_metrics.json").read_text())["metrics"].keys() == {"human_parts", "sal"}
+
+
+def test_a_checkpoint_trained_from_timm_weights_is_rebuilt_without_the_network(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # --model.model_kwargs '{pretrained: true}' (timm's download) was kept in the checkpoint: evaluate, predict,
+    # export and ufl of the trained checkpoint downloaded the ImageNet weights again (offline: they failed)
+    import timm
+
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    hparams = dict(module.hparams)
+    hparams["model_kwargs"] = {"pretrained": True}
+    ckpt = tmp_path / "trained.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, ckpt)
+    create = timm.create_model
+
+    def offline(*args: object, **kwargs: object) -> object:
+        if kwargs.get("pretrained"):
+            raise AssertionError("the network was asked for timm weights")
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    loaded = load_module(ckpt)
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in loaded.state_dict().items())
+    step = ufl_module_from_checkpoint(ckpt, "sal", "pascal")
+    assert step.hparams["model_kwargs"] == {}

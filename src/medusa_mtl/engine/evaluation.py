@@ -25,15 +25,24 @@ from ..tasks import delta_m
 from .checkpoints import load_checkpoint
 
 
+def rebuild_hparams(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's module hyper-parameters without the backbone's initialisation (``pretrained_file``, and
+    timm's ``pretrained`` download in ``model_kwargs``): the trained weights are in the checkpoint, and rebuilding
+    must neither need the initial file nor touch the network."""
+    hp = dict(ckpt.get("hyper_parameters") or {})
+    hp.pop("pretrained_file", None)
+    if isinstance(hp.get("model_kwargs"), dict) and "pretrained" in hp["model_kwargs"]:
+        hp["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "pretrained"}
+    return hp
+
+
 def load_module(ckpt_path: str | Path, map_location: str = "cpu", checkpoint: dict[str, Any] | None = None) -> Any:
     """Rebuild a :class:`~medusa_mtl.engine.training.MultiTaskModule` from a checkpoint (``weights_only=True``);
     ``checkpoint``: its already loaded contents (then ``ckpt_path`` is not read again)."""
     from .training import MultiTaskModule
 
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(ckpt_path, map_location=map_location)
-    hp = dict(ckpt.get("hyper_parameters") or {})
-    hp.pop("pretrained_file", None)  # the trained weights are in the checkpoint
-    module = MultiTaskModule(**hp)
+    module = MultiTaskModule(**rebuild_hparams(ckpt))
     module.load_state_dict(ckpt["state_dict"], strict=True)
     module.eval()
     return module

@@ -32,11 +32,11 @@ def ufl_module_from_checkpoint(
     and the new ones."""
     from ..data.datasets import register_declaration, resolve_dataset
     from .checkpoints import load_checkpoint
+    from .evaluation import rebuild_hparams
     from .training import MultiTaskModule, ufl_steps
 
     ckpt = load_checkpoint(source_ckpt)
-    hp = dict(ckpt.get("hyper_parameters") or {})
-    hp.pop("pretrained_file", None)
+    hp = rebuild_hparams(ckpt)
     hp.update(overrides)
     for decl in hp.get("dataset_specs") or []:  # the source's own declared tasks (a generic dataset, a UFL chain)
         register_declaration(decl)
