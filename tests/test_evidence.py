@@ -67,6 +67,36 @@ def test_pretrain_writes_a_file_that_pretrained_file_loads_and_caches_it(tmp_pat
         ensure_pretrained(settings, tmp_path, log=logs.append)
 
 
+def test_an_interrupted_pretraining_resumes_to_the_same_weights(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the per-epoch state file was read back as a Lightning checkpoint ("no 'state_dict' entry"): a killed
+    # pretraining could not resume (and rendered its images again before failing)
+    from medusa_mtl.engine import pretrain as pretrain_mod
+
+    settings = PretrainSettings(num_images=32, epochs=2, batch_size=16, size=(64, 64))
+    whole = ensure_pretrained(settings, tmp_path / "whole", log=lambda _m: None, workers=1)
+    original = pretrain_mod._holdout_scores
+    calls = {"n": 0}
+
+    def killed_in_epoch_2(*args: Any) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(pretrain_mod, "_holdout_scores", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_pretrained(settings, tmp_path / "resumed", log=lambda _m: None, workers=1)
+    monkeypatch.setattr(pretrain_mod, "_holdout_scores", original)
+    logs: list[str] = []
+    resumed = ensure_pretrained(settings, tmp_path / "resumed", log=logs.append, workers=1)
+    assert any("resuming after epoch 1" in m for m in logs), logs
+    a, b = torch.load(whole, weights_only=True), torch.load(resumed, weights_only=True)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["train_loss"] for h in pretrain_record(whole)["history"]] == \
+        [h["train_loss"] for h in pretrain_record(resumed)["history"]]
+
+
 def test_pretrain_settings_reject_bad_values() -> None:
     with pytest.raises(ConfigError, match="multiples of 32"):
         PretrainSettings.from_dict({"size": [60, 64]})

@@ -184,7 +184,7 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
     history: list[dict[str, float]] = []
     first_epoch = 0
     if state_path.is_file():
-        state = load_checkpoint(state_path)
+        state = load_checkpoint(state_path, require_state_dict=False)  # our own dict: net, opt, sched
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
