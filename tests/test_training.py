@@ -561,8 +561,9 @@ def test_ufl_config_data_section_is_used_and_single_task_is_checked_first(synth:
     assert json.loads((tmp_path / "cfg" / "ufl_metrics.json").read_text())["metrics"].keys() == {"human_parts", "sal"}
 
 
-def test_a_checkpoint_trained_from_timm_weights_is_rebuilt_without_the_network(tmp_path: Path,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_checkpoint_trained_from_timm_weights_is_rebuilt_without_the_network(
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # --model.model_kwargs '{pretrained: true}' (timm's download) was kept in the checkpoint: evaluate, predict,
     # export and ufl of the trained checkpoint downloaded the ImageNet weights again (offline: they failed)
     import timm
