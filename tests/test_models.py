@@ -454,3 +454,38 @@ def test_pretrained_file_is_loaded_strictly(tmp_path: Path) -> None:
     torch.save({"epoch": 3}, tmp_path / "meta.pth")
     with pytest.raises(ConfigError, match=r"meta\.pth: holds no tensors"):
         Backbone("resnet18", pretrained_file=tmp_path / "meta.pth")
+
+
+def test_backbone_modules_options_dtypes_and_head_datasets_are_respected() -> None:
+    from medusa_mtl import Predictor
+    from medusa_mtl.errors import ConfigError
+    from medusa_mtl.models.backbone import Backbone
+    from medusa_mtl.models.ufl import UFLModel
+
+    # a Backbone module given to single_task was shared by every task's network: an MT baseline in disguise
+    st = create_model("single_task", tasks=["semseg", "depth"], dataset="nyud", backbone=Backbone("test_efficientnet"))
+    assert st.nets["semseg"].backbone is not st.nets["depth"].backbone
+    by_name = create_model("single_task", tasks=["semseg", "depth"], dataset="nyud", backbone="test_efficientnet")
+    assert sum(p.numel() for p in st.parameters()) == sum(p.numel() for p in by_name.parameters())
+    # options that build a backbone were dropped silently when the backbone was built already
+    with pytest.raises(ValueError, match=r"\['bn_momentum'\] cannot apply to a backbone module"):
+        create_model("mt_baseline", tasks=["semseg"], dataset="nyud", backbone=Backbone("test_efficientnet"),
+                     bn_momentum=0.01)
+    with pytest.raises(ValueError, match=r"\['out_indices'\]: set by the backbone wrapper"):
+        Backbone("test_efficientnet", out_indices=(1, 2))
+    # heads added to a float64 model were float32 (and a UFL decoder stayed on the CPU / in float32)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    for name in ("medusa", "mt_baseline", "mtan"):
+        model = create_model(name, tasks=["semseg"], dataset="nyud", backbone="test_efficientnet").double().eval()
+        model.add_task("sal", dataset="pascal")
+        assert model(x)["sal"].dtype == torch.float64
+    source = create_model("mt_baseline", tasks=["semseg"], dataset="nyud", backbone="test_efficientnet").double()
+    assert UFLModel(source, ["sal"], "pascal").forward_all(x)["sal"].dtype == torch.float64
+    # add_task(..., dataset="pascal") was taken for a NYUD head by Predictor and UFLModel
+    model = create_model("mt_baseline", tasks=["semseg"], dataset="nyud", backbone="test_efficientnet")
+    model.add_task("sal", dataset="pascal")
+    assert Predictor(model, size=(64, 64)).task_datasets == {"semseg": "nyud", "sal": "pascal"}
+    with pytest.raises(ConfigError, match=r"\['sal'\] are already pascal tasks"):
+        UFLModel(model, ["sal"], "pascal")
+    assert UFLModel(model, ["human_parts"], "pascal").task_datasets() == {"semseg": "nyud", "sal": "pascal",
+                                                                          "human_parts": "pascal"}

@@ -138,7 +138,10 @@ class Predictor:
             self.task_datasets: dict[str, str | None] = dict(net.task_datasets())
             self._forward = net.forward_all
         else:
-            self.task_datasets = {t: self.dataset for t in tasks}
+            # add_task(name, dataset=...) records heads of another dataset (PASCAL sal on a NYUD model)
+            own = getattr(net, "task_datasets", None)
+            own = own if isinstance(own, dict) else {}
+            self.task_datasets = {t: own.get(t, self.dataset) for t in tasks}
         self.tasks: list[str] = list(self.task_datasets)
 
     @classmethod

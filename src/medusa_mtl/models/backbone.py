@@ -199,5 +199,9 @@ def build_backbone(backbone: str | nn.Module = DEFAULT_BACKBONE, **kwargs: Any) 
                 "medusa_mtl.models.Backbone (Backbone('resnet18', pretrained_file=...)), which gives the decoders "
                 "the four feature maps and their channels; a plain timm module does not"
             )
+        if kwargs:
+            # they configure how a backbone is built; this one is built already
+            raise ValueError(f"backbone options {sorted(kwargs)} cannot apply to a backbone module passed in: "
+                             "give them to Backbone(...) when building it, or pass the timm name instead")
         return backbone  # type: ignore[return-value]
     return Backbone(backbone, **kwargs)

@@ -119,7 +119,7 @@ class IndependentHeadsModel(MultiTaskModel):
         head = self.build_head(name, channels)
         ref = next(self.parameters(), None)
         if ref is not None:
-            head.to(device=ref.device)
+            head.to(device=ref.device, dtype=ref.dtype)
         head.train(self.training)
         self.heads[name] = head
         if main:

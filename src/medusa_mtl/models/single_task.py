@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -20,11 +21,14 @@ class SingleTask(MultiTaskModel):
     its own task.
     """
 
-    def __init__(self, tasks: list[str], aux_tasks: list[str], dataset: str, backbone: str = "hrnet_w18_small_v2",
-                 **backbone_kwargs: Any) -> None:
+    def __init__(self, tasks: list[str], aux_tasks: list[str], dataset: str,
+                 backbone: str | nn.Module = "hrnet_w18_small_v2", **backbone_kwargs: Any) -> None:
         super().__init__(tasks, list(tasks), dataset, backbone=None)
+        # A backbone module given in is copied for every task after the first: one shared module would make the
+        # "single-task" networks an MT baseline (each starts from the same weights, as from the same name).
         self.nets = nn.ModuleDict(
-            {t: MTBaseline([t], [t], dataset, backbone, **backbone_kwargs) for t in tasks}
+            {t: MTBaseline([t], [t], dataset, copy.deepcopy(backbone) if i and isinstance(backbone, nn.Module)
+                           else backbone, **backbone_kwargs) for i, t in enumerate(tasks)}
         )
         # The first network's backbone stands for "the backbone" (channels, stride, UFL of a 1-task model).
         self.backbone = self.nets[tasks[0]].backbone
