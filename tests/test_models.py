@@ -489,3 +489,20 @@ def test_backbone_modules_options_dtypes_and_head_datasets_are_respected() -> No
         UFLModel(model, ["sal"], "pascal")
     assert UFLModel(model, ["human_parts"], "pascal").task_datasets() == {"semseg": "nyud", "sal": "pascal",
                                                                           "human_parts": "pascal"}
+
+
+def test_transformer_sizes_and_tagged_names() -> None:
+    from medusa_mtl.models.backbone import Backbone
+
+    # a ViT built for 224x224 asserted deep inside timm ("Input height (64) doesn't match model (224)")
+    model = create_model("mt_baseline", tasks=["semseg"], dataset="nyud", backbone="vit_tiny_patch16_224")
+    with pytest.raises(ValueError, match=r"input size 64x96: backbone vit_tiny_patch16_224 is built for 224x224.*"
+                                         r"img_size=\[64, 96\]"):
+        model(torch.zeros(1, 3, 64, 96))
+    sized = create_model("mt_baseline", tasks=["semseg"], dataset="nyud", backbone="vit_tiny_patch16_224",
+                         img_size=(64, 96)).eval()
+    assert sized(torch.zeros(1, 3, 64, 96))["semseg"].shape == (1, 40, 64, 96)
+    # timm names with a pretrained tag were "not a timm model name"
+    assert Backbone("resnet18.a1_in1k").channels == Backbone("resnet18").channels
+    with pytest.raises(ValueError, match="unknown backbone 'resnet19.a1_in1k'"):
+        Backbone("resnet19.a1_in1k")

@@ -68,7 +68,8 @@ class Backbone(nn.Module):
             raise ValueError(f"hrnet_form={hrnet_form!r}: expected one of {HRNET_FORMS}")
         if bn_momentum is not None and not 0.0 < float(bn_momentum) <= 1.0:
             raise ValueError(f"bn_momentum={bn_momentum!r}: expected a number in (0, 1]")
-        if name not in timm.list_models():
+        # timm also takes a pretrained tag ("resnet18.a1_in1k") and Hugging Face hub names ("hf-hub:...")
+        if not (name.startswith(("hf-hub:", "hf_hub:", "timm/")) or timm.is_model(name.split(".")[0])):
             raise ValueError(f"unknown backbone {name!r}: not a timm model name (see timm.list_models())")
         kwargs: dict[str, Any] = dict(features_only=True, **timm_kwargs)
         if name.startswith("hrnet"):
@@ -129,6 +130,11 @@ class Backbone(nn.Module):
         # transformer backbones (Swin, ...) give [B, H, W, C] maps; every decoder here reads [B, C, H, W]
         self.nhwc_features = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
         self.in_chans = int(timm_kwargs.get("in_chans", 3))
+        # ViT / Swin built for one image size assert on any other deep inside timm: said here instead
+        patch_embed = getattr(getattr(self.body, "model", self.body), "patch_embed", None)
+        self.fixed_size: tuple[int, int] | None = (
+            tuple(int(v) for v in patch_embed.img_size)  # type: ignore[assignment]
+            if getattr(patch_embed, "strict_img_size", False) and getattr(patch_embed, "img_size", None) else None)
         self.channels: list[int] = list(self.feature_info.channels())
         self.strides: list[int] = list(self.feature_info.reduction())
 
@@ -156,6 +162,13 @@ class Backbone(nn.Module):
             hint = ("; it looks like [B, H, W, C]: x.permute(0, 3, 1, 2)" if x.shape[-1] == self.in_chans else "")
             raise ValueError(f"expected an image batch [B, {self.in_chans}, H, W], got {list(x.shape)}{hint}")
         h, w = x.shape[-2:]
+        if self.fixed_size is not None and (h, w) != self.fixed_size:
+            fh, fw = self.fixed_size
+            raise ValueError(
+                f"input size {h}x{w}: backbone {self.name} is built for {fh}x{fw} inputs only (a transformer with "
+                f"a fixed patch grid); build it for this size (backbone option img_size=[{h}, {w}], e.g. "
+                f"--model.model_kwargs '{{img_size: [{h}, {w}]}}') or with dynamic_img_size=True (ViT)"
+            )
         if h % self.stride or w % self.stride:
             raise ValueError(
                 f"input size {h}x{w} is not a multiple of {self.stride} (backbone {self.name}); "
