@@ -506,3 +506,14 @@ def test_transformer_sizes_and_tagged_names() -> None:
     assert Backbone("resnet18.a1_in1k").channels == Backbone("resnet18").channels
     with pytest.raises(ValueError, match="unknown backbone 'resnet19.a1_in1k'"):
         Backbone("resnet19.a1_in1k")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"tasks": None}, r"tasks: expected task names .* got None"),
+    ({"tasks": ["semseg", 3]}, r"tasks: expected task names \(strings\), got 3"),
+    ({"tasks": ["semseg"], "backbone": None}, r"backbone=None: every model needs a backbone"),
+])
+def test_missing_tasks_or_backbone_are_named(kwargs: dict[str, Any], message: str) -> None:
+    # TypeError "'NoneType' object is not iterable" / AttributeError "no attribute 'backbone_channels'"
+    with pytest.raises(ValueError, match=message):
+        create_model("mt_baseline", dataset="nyud", **kwargs)

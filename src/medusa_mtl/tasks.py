@@ -182,7 +182,12 @@ def list_tasks(dataset: str | None = None) -> list[str]:
 
 def parse_tasks(tasks: str | Iterable[str], dataset: str | None = None) -> list[str]:
     """Validate a task list given as ``"a,b"`` or a sequence; check it against ``dataset`` if given."""
+    if tasks is None or not isinstance(tasks, str | Iterable):
+        raise ValueError(f"tasks: expected task names (\"semseg,depth\" or a list), got {tasks!r}")
     names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else list(tasks)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise ValueError(f"tasks: expected task names (strings), got {bad[0]!r} in {names!r}")
     names = [n for n in names if n]
     if not names:
         raise ValueError("the task list is empty")

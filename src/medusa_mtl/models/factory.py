@@ -66,7 +66,7 @@ def create_model(
     tasks: str | Sequence[str],
     aux_tasks: str | Sequence[str] | None = None,
     dataset: str = "nyud",
-    backbone: str = "hrnet_w18_small_v2",
+    backbone: str | nn.Module = "hrnet_w18_small_v2",
     **kwargs: Any,
 ) -> nn.Module:
     """Build the registered model ``name`` for ``tasks`` (main) and ``aux_tasks`` (all supervised tasks).
@@ -76,11 +76,15 @@ def create_model(
         tasks: main tasks, predicted at inference and scored (``"semseg,depth"`` or a list).
         aux_tasks: all supervised tasks, a superset of ``tasks``; ``None`` means ``tasks``.
         dataset: ``"nyud"`` or ``"pascal"`` (decides output channels).
-        backbone: a timm model name with ``features_only`` support.
+        backbone: a timm model name with ``features_only`` support, or a built
+            :class:`~medusa_mtl.models.backbone.Backbone`.
         **kwargs: model-specific switches and backbone options (``pretrained``, ``pretrained_file``).
     """
     builder = model_entrypoint(name)
     main, aux = resolve_tasks(tasks, aux_tasks, dataset)
+    if backbone is None:
+        raise ValueError("backbone=None: every model needs a backbone, a timm model name (default "
+                         "'hrnet_w18_small_v2') or a medusa_mtl.models.Backbone")
     model = builder(tasks=main, aux_tasks=aux, dataset=dataset, backbone=backbone, **kwargs)
     # Enough to rebuild the same architecture elsewhere (UFL builds a decoder of the same kind).
     model.registry_name = name
