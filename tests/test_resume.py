@@ -71,7 +71,9 @@ def last_val_row(run: Path) -> dict[str, str]:
     return {k: v for k, v in rows[-1].items() if k.startswith("val/") or k == "epoch"}
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(nyud12: Path, tmp_path: Path) -> None:
+# max_steps: Lightning counted the checkpoint's epoch twice on resume; the run ended one epoch short
+@pytest.mark.parametrize("bound", [[], ["--trainer.max_steps", "100"]], ids=["max_epochs", "max_steps"])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(bound: list[str], nyud12: Path, tmp_path: Path) -> None:
     (tmp_path / "pause_callback.py").write_text(PAUSE_CALLBACK)
     marker = tmp_path / "reached"
     (tmp_path / "pause.yaml").write_text(
@@ -82,7 +84,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(nyud12: Path, tmp_pa
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
     log = (tmp_path / "killed.log").open("wb")
-    cmd = [sys.executable, "-m", "medusa_mtl.cli", *fit_args(nyud12, killed, "--config", str(tmp_path / "pause.yaml"))]
+    cmd = [sys.executable, "-m", "medusa_mtl.cli",
+           *fit_args(nyud12, killed, "--config", str(tmp_path / "pause.yaml"), *bound)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
@@ -104,9 +107,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(nyud12: Path, tmp_pa
     with one_thread():
         # resumed with two worker processes (they prefetch from the sampler before Lightning's set_epoch), the
         # uninterrupted run with one and the killed one with none: same draws, whatever the workers
-        rc, _, err = run_cli(fit_args(nyud12, killed, "--ckpt_path", "last", "--data.num_workers", "2"))
+        rc, _, err = run_cli(fit_args(nyud12, killed, "--ckpt_path", "last", "--data.num_workers", "2", *bound))
         assert rc == 0, err[-3000:]
-        rc, _, err = run_cli(fit_args(nyud12, uninterrupted, "--data.num_workers", "1"))
+        rc, _, err = run_cli(fit_args(nyud12, uninterrupted, "--data.num_workers", "1", *bound))
         assert rc == 0, err[-3000:]
 
     a = load_checkpoint(killed / "checkpoints" / "last.ckpt")

@@ -190,6 +190,33 @@ class EpochReseed(L.Callback):
         seed_all(derive_seed(seed, trainer.current_epoch, trainer.global_rank))
 
 
+class IterationResumeFix(L.Callback):
+    """Resume of a run bounded by ``max_steps``: continue with the epoch after the checkpoint's.
+
+    With ``max_steps`` set, Lightning (2.6) treats every restore as a restart inside an epoch: from a checkpoint
+    written at the end of an epoch it runs that epoch once more with no batches left and counts it as processed
+    again, so the resumed run ended one epoch short (and logged, seeded and shuffled every later epoch as the
+    next one). Without ``max_steps`` Lightning takes the same checkpoint as "resumed at the end of an epoch"
+    and starts the next one; this callback makes the ``max_steps`` case do the same, before the first epoch.
+    It uses Lightning's loop internals; where they differ (another version) it does nothing, and
+    ``tests/test_resume.py`` notices.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loop = trainer.fit_loop
+        try:
+            from lightning.pytorch.loops.loop import _Loop
+
+            if not (loop._iteration_based_training() and loop.restarted_on_epoch_end):
+                return
+            loop.epoch_progress.increment_completed()  # what Lightning does when resuming at an epoch's end
+            _Loop.restarting.fset(loop, False)  # also the child loops: the next epoch starts afresh
+            loop.reset_restart_stage()
+            loop.epoch_loop.reset_restart_stage()
+        except (AttributeError, ImportError):
+            return
+
+
 class HistoryCSVLogger(CSVLogger):
     """Lightning's ``CSVLogger`` made resume-safe: after ``--ckpt_path last``, ``metrics.csv`` holds every epoch
     exactly once.

@@ -52,6 +52,7 @@ from .reproducibility import (
     EpochReseed,
     EpochShuffleSampler,
     HistoryCSVLogger,
+    IterationResumeFix,
     LogHistory,
     SeededSamples,
     eval_sampler,
@@ -412,8 +413,17 @@ def schedule_epochs(trainer: L.Trainer) -> int:
                               "--trainer.max_steps (--trainer.max_time alone does not say how many epochs will run)")
         return max(int(max_epochs), 1)
     if trainer.train_dataloader is None:
-        trainer.fit_loop.setup_data()  # the batches per epoch (Lightning's own estimate loads them the same way)
-    batches = trainer.num_training_batches
+        loop = trainer.fit_loop
+        loop.setup_data()  # the batches per epoch (Lightning's own estimate loads them the same way)
+        batches = trainer.num_training_batches
+        # This runs before a resumed fit restores its checkpoint: a loader kept from here would have its sampler
+        # (and prefetching workers) on epoch 0's order. Dropped, the fit builds it again after the restore.
+        if getattr(loop, "_data_fetcher", None) is not None:
+            loop._data_fetcher.teardown()
+            loop._data_fetcher = None
+        loop._combined_loader = None
+    else:
+        batches = trainer.num_training_batches
     if not math.isfinite(batches) or batches < 1:  # an iterable dataset of unknown length
         return max(int(max_epochs), 1)
     per_epoch = math.ceil(batches / max(int(trainer.accumulate_grad_batches), 1))
@@ -712,6 +722,8 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
         isinstance(c, ModelCheckpoint) for c in callbacks
     ):
         callbacks.extend(default_checkpoint_callbacks(Path(root) / "checkpoints"))
+    if not any(isinstance(c, IterationResumeFix) for c in callbacks):
+        callbacks.append(IterationResumeFix())  # before EpochReseed and the loggers read the epoch
     if not any(isinstance(c, EpochReseed) for c in callbacks):
         callbacks.append(EpochReseed())  # exact resume: per-epoch seeds (medusa_mtl.engine.reproducibility)
     loggers = config["logger"] if isinstance(config.get("logger"), list | tuple) else [config.get("logger")]
