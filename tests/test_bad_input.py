@@ -221,6 +221,10 @@ def test_config_file_that_is_not_yaml_is_named(good_nyud: Path, tmp_path: Path) 
     rc, _, err = run_cli(fit_args(good_nyud, out, "--config", str(cfg)))
     assert_one_clear_error(rc, err, "fit", f"--config {cfg}: not valid YAML", "line 3")  # it said <unicode string>
     assert not out.exists()
+    for form in (["-c", str(cfg)], [f"-c={cfg}"], [f"--config={cfg}"]):  # -c is --config's alias
+        rc, _, err = run_cli(fit_args(good_nyud, out, *form))
+        assert_one_clear_error(rc, err, "fit", f"--config {cfg}: not valid YAML", "line 3")
+        assert not out.exists()
 
 
 def test_config_file_key_that_does_not_exist(good_nyud: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import run_cli
 from medusa_mtl.cli import main
 from medusa_mtl.cli.configs import list_configs, resolve_config, resolve_config_args
 from medusa_mtl.engine.export import ExportedModel, check_export, export_model, inference_graph
@@ -158,6 +159,19 @@ def test_packaged_configs_are_listed_and_resolved(capsys: pytest.CaptureFixture[
     assert "medusa" in capsys.readouterr().out
     assert main(["configs", "model/nope.yaml"]) == 2
 
+
+
+@pytest.mark.parametrize("form", [["-c", "medusa:data/synthetic_nyud.yaml"], ["-c=medusa:data/synthetic_nyud.yaml"],
+                                  ["-cmedusa:data/synthetic_nyud.yaml"], ["--config=medusa:data/synthetic_nyud"]])
+def test_packaged_config_through_the_short_alias(form: list[str]) -> None:
+    """``-c`` is the documented alias of ``--config`` (``medusa fit --help``): it resolves ``medusa:`` names too
+    (it was handed on as a file path, 'File does not exist: .../medusa:data/...')."""
+    packaged = str(resolve_config("medusa:data/synthetic_nyud.yaml"))
+    args = resolve_config_args(["fit", *form, "--trainer.max_epochs", "1"])
+    assert packaged in args[-3] and args[-2:] == ["--trainer.max_epochs", "1"], args
+    rc, out, err = run_cli(["fit", *form, "--print_config"])
+    assert rc == 0, err
+    assert "synthetic" in out
 
 # -- a wheel installed into a fresh virtual environment ----------------------------------------------------------
 

@@ -23,8 +23,11 @@ from ..errors import ConfigError
 PREFIX = "medusa:"
 #: the group of benchmark profiles (``medusa benchmark --profile NAME``), which are not LightningCLI configs
 PROFILE_GROUP = "benchmark"
+#: the config option of ``medusa fit|validate|test`` and its short alias
+CONFIG_FLAGS = ("--config", "-c")
 
-__all__ = ["PREFIX", "config_root", "list_configs", "resolve_config", "resolve_config_args"]
+__all__ = ["CONFIG_FLAGS", "PREFIX", "config_files", "config_root", "list_configs", "resolve_config",
+           "resolve_config_args"]
 
 
 def config_root() -> Path:
@@ -62,19 +65,46 @@ def _profiles() -> list[str]:
     return [n for n in list_configs() if n.startswith(PROFILE_GROUP + "/")]
 
 
+def _attached_config(arg: str) -> tuple[str, str] | None:
+    """``(flag, value)`` of a config option given with its value in one word (``--config=F``, ``-c=F``, ``-cF``,
+    as the parser accepts them); None for any other word."""
+    for flag in ("--config=", "-c="):
+        if arg.startswith(flag):
+            return flag, arg[len(flag):]
+    if arg.startswith("-c") and len(arg) > 2:
+        return "-c", arg[2:]
+    return None
+
+
+def config_files(argv: list[str]) -> list[str]:
+    """The value of every ``--config`` / ``-c`` option in ``argv`` (each form the parser accepts)."""
+    files: list[str] = []
+    expect_value = False
+    for arg in argv:
+        if expect_value:
+            files.append(arg)
+            expect_value = False
+        elif arg in CONFIG_FLAGS:
+            expect_value = True
+        elif (attached := _attached_config(arg)) is not None:
+            files.append(attached[1])
+    return files
+
+
 def resolve_config_args(argv: list[str]) -> list[str]:
-    """``argv`` with every ``--config medusa:...`` / ``--config=medusa:...`` replaced by the packaged file."""
+    """``argv`` with every ``medusa:...`` value of ``--config`` (or its alias ``-c``, in each form the parser
+    accepts: ``--config F``, ``--config=F``, ``-c F``, ``-c=F``, ``-cF``) replaced by the packaged file."""
     out: list[str] = []
     expect_value = False
     for arg in argv:
         if expect_value:
             out.append(str(_lightning_config(arg)))
             expect_value = False
-        elif arg == "--config":
+        elif arg in CONFIG_FLAGS:
             out.append(arg)
             expect_value = True
-        elif arg.startswith("--config="):
-            out.append("--config=" + str(_lightning_config(arg[len("--config="):])))
+        elif (attached := _attached_config(arg)) is not None:
+            out.append(attached[0] + str(_lightning_config(attached[1])))
         else:
             out.append(arg)
     return out

@@ -15,7 +15,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI
 
 from ..engine.training import MultiTaskDataModule, MultiTaskModule, complete_trainer_config
-from .configs import resolve_config_args
+from .configs import config_files, resolve_config_args
 
 
 class MedusaCLI(LightningCLI):
@@ -99,12 +99,11 @@ def run_lightning_cli(argv: list[str]) -> int:
 
 
 def _check_yaml_files(argv: list[str]) -> None:
-    """A ``--config`` file that is not valid YAML is named (the config parser reports a ``<unicode string>``)."""
+    """A ``--config`` / ``-c`` file that is not valid YAML is named (the config parser reports a
+    ``<unicode string>``)."""
     from ..options import load_yaml
 
-    files = [b for a, b in zip(argv, argv[1:]) if a == "--config"]
-    files += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-    for name in files:
+    for name in config_files(argv):
         if Path(name).is_file():  # the parser's own message names a missing file
             load_yaml(name)
 
