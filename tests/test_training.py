@@ -412,6 +412,27 @@ def test_ufl_config_sections_are_passed_on(tmp_path: Path) -> None:
     assert load_ufl_config(path) == {"data": {"batch_size": 2}, "trainer": {"max_epochs": 3, "precision": 32}}
 
 
+
+def test_packaged_ufl_config_is_resolved_and_used(synth: dict[str, Path], tmp_path: Path) -> None:
+    """``medusa ufl --config medusa:tasks/pascal_ufl.yaml``, as the file says: the name was not resolved ("file not
+    found: medusa:..."), and the file itself (a 'model:' section) was refused by medusa ufl."""
+    from medusa_mtl.engine.ufl import load_ufl_config
+
+    assert load_ufl_config("medusa:tasks/pascal_ufl.yaml") == {
+        "data": {"dataset": "pascal", "tasks": ["human_parts", "sal"]}}
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    ckpt = tmp_path / "src.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    out = tmp_path / "ufl"
+    rc, _, err = run_cli(["ufl", "--source-ckpt", str(ckpt), "--config", "medusa:tasks/pascal_ufl.yaml",
+                          "--root", str(synth["pascal"]), "--size", "64x64", "--epochs", "1", "--batch-size", "4",
+                          "--out", str(out)])  # the new tasks come from the config's data.tasks
+    assert rc == 0, err[-2000:]
+    report = json.loads((out / "ufl_metrics.json").read_text())
+    assert report["tasks"] == ["human_parts", "sal"] and report["dataset"] == "pascal"
+    rc, _, err = run_cli(["ufl", "--source-ckpt", str(ckpt), "--out", str(tmp_path / "none")])
+    assert rc == 2 and "--tasks" in err and "Traceback" not in err, err[-2000:]
+
 def _pascal_test_loader(synth: dict[str, Path]) -> torch.utils.data.DataLoader:
     data = MultiTaskDataModule(dataset="pascal", root=str(synth["pascal"]), tasks=["human_parts", "sal"],
                                size=(64, 64), batch_size=2, num_workers=0)

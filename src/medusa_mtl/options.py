@@ -19,6 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: names a YAML config shipped in the package: ``medusa:model/medusa.yaml`` (``medusa configs`` lists them)
+CONFIG_PREFIX = "medusa:"
+
 
 def _file_ancestor(path: Path) -> Path | None:
     """The nearest existing ancestor of ``path`` if it is not a folder (no folder can be made below it)."""
@@ -137,3 +140,34 @@ def parse_yaml(text: str, source: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def config_root() -> Path:
+    """The folder of the packaged configs (inside the installed package)."""
+    from importlib import resources
+
+    return Path(str(resources.files("medusa_mtl") / "configs"))
+
+
+def list_configs() -> list[str]:
+    """Every packaged config as ``group/name.yaml``, sorted."""
+    root = config_root()
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config(ref: str) -> Path:
+    """The file a ``medusa:group/name.yaml`` reference names (``.yaml`` may be left out); a plain path is
+    returned unchanged. An unknown reference is a :class:`~medusa_mtl.errors.ConfigError` listing the
+    packaged configs. (Here, below the commands, so that every command's ``--config`` can resolve them.)"""
+    from .errors import ConfigError
+
+    if not ref.startswith(CONFIG_PREFIX):
+        return Path(ref)
+    name = ref[len(CONFIG_PREFIX):].strip("/")
+    if not name.endswith((".yaml", ".yml")):
+        name += ".yaml"
+    path = config_root() / name
+    if ".." in Path(name).parts or not path.is_file():
+        raise ConfigError(f"--config {ref}: no packaged config {name!r}; available: {', '.join(list_configs())} "
+                          "(`medusa configs` lists them)")
+    return path

@@ -15,12 +15,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..options import CONFIG_PREFIX as PREFIX
+from ..options import config_root, list_configs, resolve_config
 
-PREFIX = "medusa:"
 #: the group of benchmark profiles (``medusa benchmark --profile NAME``), which are not LightningCLI configs
 PROFILE_GROUP = "benchmark"
 #: the config option of ``medusa fit|validate|test`` and its short alias
@@ -28,33 +28,6 @@ CONFIG_FLAGS = ("--config", "-c")
 
 __all__ = ["CONFIG_FLAGS", "PREFIX", "config_files", "config_root", "list_configs", "resolve_config",
            "resolve_config_args"]
-
-
-def config_root() -> Path:
-    """The folder of the packaged configs (inside the installed package)."""
-    return Path(str(resources.files("medusa_mtl") / "configs"))
-
-
-def list_configs() -> list[str]:
-    """Every packaged config as ``group/name.yaml``, sorted."""
-    root = config_root()
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
-
-
-def resolve_config(ref: str) -> Path:
-    """The file a ``medusa:group/name.yaml`` reference names (``.yaml`` may be left out); a plain path is
-    returned unchanged. An unknown reference is a :class:`~medusa_mtl.errors.ConfigError` listing the
-    packaged configs."""
-    if not ref.startswith(PREFIX):
-        return Path(ref)
-    name = ref[len(PREFIX):].strip("/")
-    if not name.endswith((".yaml", ".yml")):
-        name += ".yaml"
-    path = config_root() / name
-    if ".." in Path(name).parts or not path.is_file():
-        raise ConfigError(f"--config {ref}: no packaged config {name!r}; available: {', '.join(list_configs())} "
-                          "(`medusa configs` lists them)")
-    return path
 
 
 def _lightning() -> list[str]:

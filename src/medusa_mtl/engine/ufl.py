@@ -54,14 +54,17 @@ def ufl_module_from_checkpoint(
 def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa ufl``."""
     parser.add_argument("--source-ckpt", required=True, help="checkpoint of the source (e.g. NYUD) model")
-    parser.add_argument("--tasks", required=True, help="new tasks, comma-separated (e.g. human_parts,sal)")
+    parser.add_argument("--tasks", default=None,
+                        help="new tasks, comma-separated (e.g. human_parts,sal); default: the --config's data.tasks")
     parser.add_argument("--dataset", "--data", dest="dataset", default=None,
                         help="dataset of the new tasks: pascal, nyud, or the path of a dataset.yaml (default: the "
                              "--config's data.dataset, else pascal)")
     parser.add_argument("--root", default=None,
                         help="folder of the new tasks' dataset (default: the --config's data.root, else the "
                              "dataset.yaml's folder; data/synthetic/PASCAL_MT for pascal)")
-    parser.add_argument("--config", default=None, help="YAML with optional 'data:' and 'trainer:' sections")
+    parser.add_argument("--config", default=None,
+                        help="YAML with optional 'data:' and 'trainer:' sections: a path, or medusa:<name> for a "
+                             "packaged one (e.g. medusa:tasks/pascal_ufl.yaml)")
     parser.add_argument("--size", default=None, help="network input HxW (multiples of 32)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: config or 60)")
     parser.add_argument("--batch-size", type=positive_int, default=None)
@@ -78,16 +81,18 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
 def load_ufl_config(path: str | Path) -> dict[str, Any]:
     """The ``--config`` YAML of ``medusa ufl``: optional ``data:`` (:class:`MultiTaskDataModule` arguments) and
     ``trainer:`` (``lightning.Trainer`` arguments) sections; anything else is a
-    :class:`~medusa_mtl.errors.ConfigError` naming the file and the key."""
+    :class:`~medusa_mtl.errors.ConfigError` naming the file and the key. ``medusa:<name>`` names a packaged
+    config, as for ``medusa fit --config``."""
     import difflib
     import inspect
 
     import lightning as L
 
     from ..errors import ConfigError
-    from ..options import load_yaml
+    from ..options import load_yaml, resolve_config
     from .training import MultiTaskDataModule
 
+    path = resolve_config(str(path))
     cfg = load_yaml(path) or {}
     if not isinstance(cfg, dict):
         raise ConfigError(f"--config {path}: expected a mapping with 'data:' and/or 'trainer:' sections, "
@@ -150,9 +155,15 @@ def run_ufl(args: argparse.Namespace) -> int:
     trainer_cfg = dict(cfg.get("trainer") or {})
     # an option given on the command line wins over the --config's data section, which wins over the defaults
     dataset = args.dataset or data_cfg.get("dataset") or "pascal"
+    tasks = args.tasks if args.tasks is not None else data_cfg.get("tasks")
+    if not tasks:
+        raise ConfigError("--tasks: the new tasks are needed, comma-separated (e.g. --tasks human_parts,sal), "
+                          "or a --config with data.tasks")
+    if args.tasks is not None:
+        data_cfg.pop("tasks", None)  # the data module loads the model's (new) tasks
     L.seed_everything(args.seed, workers=True)
     overrides = {"lr": args.lr} if args.lr is not None else {}
-    module = ufl_module_from_checkpoint(args.source_ckpt, args.tasks, dataset, **overrides)
+    module = ufl_module_from_checkpoint(args.source_ckpt, tasks, dataset, **overrides)
     if args.resume:
         _check_resumable(last, module)
     # checked now, not after training: a bad file would cost the run its metrics
