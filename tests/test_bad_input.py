@@ -362,3 +362,41 @@ def test_data_size_takes_the_hxw_form_of_the_other_commands(good_nyud: Path, tmp
     args[args.index("--data.size") + 1] = "32by32"
     rc, _, err = run_cli(args)
     assert_one_clear_error(rc, err, "fit", "--data.size '32by32': expected HxW such as 64x64, or [H, W]")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "fit"])
+@pytest.mark.parametrize("has_ckpts", [True, False], ids=["run folder", "other folder"])
+def test_a_folder_given_as_checkpoint_says_so(command: str, has_ckpts: bool, good_nyud: Path, tmp_path: Path) -> None:
+    """A folder where a .ckpt file is expected said "checkpoint not found"; now it is named as a folder, with the
+    run's checkpoints in it if there are any."""
+    run = tmp_path / "myrun"
+    (run / "checkpoints").mkdir(parents=True)
+    if has_ckpts:
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    argv = {
+        "evaluate": ["evaluate", "--ckpt", str(run), "--data", str(good_nyud)],
+        "predict": ["predict", "--ckpt", str(run), "--images", str(good_nyud / "images"), "--out", str(tmp_path / "p")],
+        "export": ["export", "--ckpt", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")],
+        "fit": fit_args(good_nyud, tmp_path / "out", "--ckpt_path", str(run)),
+    }[command]
+    rc, _, err = run_cli(argv)
+    hint = str(run / "checkpoints" / "last.ckpt") if has_ckpts else "<run>/checkpoints/best.ckpt"
+    line = assert_one_clear_error(rc, err, command, f"{run} is a folder, not a checkpoint", ".ckpt file", hint)
+    assert "not found" not in line
+    if command == "fit":
+        assert "--ckpt_path" in line
+        assert_no_result(tmp_path / "out")
+
+
+def test_a_folder_given_as_single_task_results_says_so(tmp_path: Path) -> None:
+    from medusa_mtl.engine.training import MultiTaskModule
+
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    folder = tmp_path / "st"
+    folder.mkdir()
+    (folder / "results.json").write_text("{}")
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(tmp_path), "--single-task", str(folder)])
+    assert_one_clear_error(rc, err, "evaluate", f"{folder} is a folder, not a single-task results file", "JSON file",
+                           str(folder / "results.json"))

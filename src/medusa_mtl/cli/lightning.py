@@ -30,6 +30,11 @@ class MedusaCLI(LightningCLI):
         traceback), and every model setting it replaces is reported."""
         sub = self.config.get("subcommand")
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry") and Path(ckpt_path).is_dir():
+            from ..engine.checkpoints import folder_not_checkpoint
+            from ..errors import CheckpointError
+
+            raise CheckpointError(f"--ckpt_path {folder_not_checkpoint(Path(ckpt_path))}")
         if not (ckpt_path and Path(ckpt_path).is_file()):
             return super()._parse_ckpt_path()
         before = _flat(self.config[sub].get("model"))

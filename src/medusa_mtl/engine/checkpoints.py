@@ -28,11 +28,23 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
         torch.save(obj, f)
 
 
+def folder_not_checkpoint(path: Path) -> str:
+    """The message for a folder given where a checkpoint file is expected, naming the run's checkpoints in it."""
+    found = [c for folder in (path / "checkpoints", path) for name in ("best.ckpt", "last.ckpt")
+             if (c := folder / name).is_file()]
+    found = found or sorted((*path.glob("*.ckpt"), *path.glob("checkpoints/*.ckpt")))[:3]
+    hint = (f": e.g. {' or '.join(str(c) for c in found)}" if found
+            else " (a run keeps them in <run>/checkpoints/best.ckpt and last.ckpt)")
+    return f"{path} is a folder, not a checkpoint: give a .ckpt file{hint}"
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
                     require_state_dict: bool = True) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; a clear :class:`CheckpointError` if it is unusable.
     ``require_state_dict=False`` accepts any dict (e.g. a raw state dict written by other code)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(folder_not_checkpoint(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -68,6 +68,11 @@ def load_single_task_results(path: str | Path, tasks: Sequence[str] | None = Non
 
     With ``tasks``, check now (before any evaluation) that every task has its Δm metric, non-zero."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted((*path.glob("*.json"), *path.glob("checkpoints/*.json")))[:3]
+        hint = f": e.g. {' or '.join(str(f) for f in found)}" if found else ""
+        raise ConfigError(f"{path} is a folder, not a single-task results file: give a JSON file ({{task: {{metric: "
+                          f"value}}}}, or the metrics JSON `medusa evaluate` writes){hint}")
     if not path.is_file():
         raise FileNotFoundError(f"single-task results file not found: {path}")
     try:
