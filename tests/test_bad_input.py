@@ -161,9 +161,13 @@ def test_bad_dataset_file_gives_one_clear_error(
 
 
 OPTION_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
-    ("unknown model", ("--model.arch", "nope"), ("unknown model 'nope'", "medusa")),
-    ("unknown task", ("--model.tasks", "[semseg,banana]"), ("unknown task 'banana'", "semseg")),
-    ("unknown dataset", ("--data.dataset", "cityscapes"), ("unknown dataset 'cityscapes'", "nyud")),
+    ("unknown model", ("--model.arch", "nope"), ("--model.arch: unknown model 'nope'", "medusa")),
+    ("unknown task", ("--model.tasks", "[semseg,banana]"), ("--model.tasks: unknown task 'banana'", "semseg")),
+    ("unknown aux task", ("--model.aux_tasks", "[semseg,depth,deph]"),
+     ("--model.aux_tasks: unknown task 'deph'", "depth")),
+    ("unknown data task", ("--data.tasks", "[semseg,deph]"), ("--data.tasks: unknown task 'deph'", "depth")),
+    ("unknown dataset", ("--data.dataset", "cityscapes"), ("--data.dataset: unknown dataset 'cityscapes'", "nyud")),
+    ("unknown model dataset", ("--model.dataset", "nyu"), ("--model.dataset: unknown dataset 'nyu'", "nyud")),
     ("size not a multiple of 32", ("--data.size", "[60,64]"), ("--data.size", "multiples of 32", "60x64")),
     ("option that does not exist", ("--model.dropout", "0.1"), ("unrecognized arguments: --model.dropout",)),
     ("misspelt option (no abbreviation guessing)", ("--trainer.max_epoch", "3"),

@@ -15,13 +15,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from ..data.generic import check_layout
 from ..data.sizes import parse_size
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import StreamingMetric
-from ..models import create_model
+from ..models import create_model, list_models, resolve_tasks
 from ..models.base import DEEP_SUPERVISION
 from ..models.ufl import UFLModel
 from ..tasks import get_task, parse_tasks
@@ -59,6 +60,20 @@ from .reproducibility import (
     global_seed,
     world_and_rank,
 )
+
+
+@contextlib.contextmanager
+def _option(name: str) -> Iterator[None]:
+    """A plain ``ValueError`` raised while checking one option's value (``unknown task 'deph'; known tasks: ...``)
+    gets the option's name in front: ``--model.tasks: unknown task 'deph'; ...``. The errors of our own types
+    already name their file or option and pass unchanged."""
+    try:
+        yield
+    except ValueError as err:
+        if type(err) is not ValueError:
+            raise
+        message = str(err).removeprefix(name.rsplit(".", 1)[-1] + ": ")
+        raise ConfigError(f"{name}: {message}") from None
 
 
 def _as_list(tasks: str | Sequence[str] | None) -> list[str] | None:
@@ -178,7 +193,14 @@ class MultiTaskModule(L.LightningModule):
             raise ConfigError(f"--model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         tasks_l = _as_list(tasks)
         aux_l = _as_list(aux_tasks)
-        dataset, ufl, specs = resolve_datasets(dataset, ufl, dataset_specs)
+        with _option("--model.dataset"):
+            dataset, ufl, specs = resolve_datasets(dataset, ufl, dataset_specs)
+        if arch not in list_models():
+            raise ConfigError(f"--model.arch: unknown model {arch!r}; registered models: {', '.join(list_models())}")
+        with _option("--model.tasks"):
+            parse_tasks(tasks_l, dataset)
+        with _option("--model.aux_tasks"):
+            resolve_tasks(tasks_l, aux_l, dataset)
         self.save_hyperparameters(
             dict(arch=arch, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
                  model_kwargs=dict(model_kwargs or {}), pretrained_file=pretrained_file, optimizer=optimizer,
@@ -478,7 +500,11 @@ class MultiTaskDataModule(L.LightningDataModule):
         # logger=False: not merged with the module's hparams for the loggers (``tasks``/``dataset`` may differ
         # between the two, e.g. ``--data.tasks`` left unset, which Lightning's merge rejects).
         self.save_hyperparameters(logger=False)
-        self.dataset_name = resolve_dataset(dataset)
+        with _option("--data.dataset"):
+            self.dataset_name = resolve_dataset(dataset)
+        if tasks is not None:
+            with _option("--data.tasks"):
+                parse_tasks(_as_list(tasks), self.dataset_name)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
         if isinstance(size, str):  # "64x64", the --size form of the other commands
