@@ -216,6 +216,15 @@ def test_ckpt_path_settings_that_replace_the_config_are_reported(good_nyud: Path
                           "--ckpt_path", str(ckpt)])
     assert rc == 0, err
     assert f"note: the model is built as {ckpt} records it: arch 'mt_baseline' (config: 'mtan')" in err, err
+    assert "metric_options" not in err  # None in the config, {} in the file: the same, not a change to report
+    # --ckpt_path last: the same file, found by name in the run's folder; its settings were neither applied as
+    # recorded nor reported (a changed lr trained on at the old rate while the new checkpoint recorded the new one)
+    rc, _, err = run_cli(fit_args(good_nyud, tmp_path / "a", "--model.lr", "0.5", "--trainer.max_epochs", "2",
+                                  "--ckpt_path", "last"))
+    assert rc == 0, err
+    assert "note: the model is built as" in err and "lr 0.0001 (config: 0.5)" in err, err
+    resumed = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    assert resumed["hyper_parameters"]["lr"] == 1e-4 and resumed["epoch"] == 1
 
 
 def test_config_file_that_is_not_yaml_is_named(good_nyud: Path, tmp_path: Path) -> None:

@@ -35,6 +35,15 @@ class MedusaCLI(LightningCLI):
             from ..errors import CheckpointError
 
             raise CheckpointError(f"--ckpt_path {folder_not_checkpoint(Path(ckpt_path))}")
+        if ckpt_path == "last":
+            # the file Lightning's "last" finds with the default checkpoint callbacks: resolved here so that its
+            # recorded settings are applied and reported like an explicit path's (they were skipped)
+            trainer = self.config[sub].get("trainer")
+            root = (trainer.get("default_root_dir") if trainer is not None else None) or "runs"
+            candidate = Path(root) / "checkpoints" / "last.ckpt"
+            if candidate.is_file():
+                ckpt_path = str(candidate)
+                self.config[sub]["ckpt_path"] = ckpt_path
         if not (ckpt_path and Path(ckpt_path).is_file()):
             return super()._parse_ckpt_path()
         before = _flat(self.config[sub].get("model"))
@@ -47,7 +56,7 @@ class MedusaCLI(LightningCLI):
             raise
         after = _flat(self.config[sub].get("model"))
         changed = [f"{k} {after[k]!r} (config: {before[k]!r})" for k in sorted(after)
-                   if k in before and before[k] != after[k]]
+                   if k in before and before[k] != after[k] and (before[k] or after[k])]  # None and {} alike
         if changed:
             print(f"medusa {sub}: note: the model is built as {ckpt_path} records it: {'; '.join(changed)}",
                   file=sys.stderr)
