@@ -459,9 +459,15 @@ def test_evaluate_cli_scores_at_the_training_size_and_checks_the_reference_first
     per_class = strict["metrics"]["semseg"]["per_class_iou"]
     assert None in per_class and len(per_class) == 40
     assert all(v is None or math.isfinite(v) for v in per_class)
+    # a NYUD checkpoint scored against PASCAL's labels (--dataset pascal): 40 semseg channels against 21 classes
+    # gave mIoU 0 and a results file saying "dataset": "pascal"
+    out.unlink()
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(synth["pascal"]), "--dataset", "pascal",
+                          "--num-workers", "0", "--out", str(out)])
+    assert rc == 2 and "--dataset pascal" in err and "semseg for nyud (40 channels)" in err, err[-2000:]
+    assert "Traceback" not in err and not out.exists()
     partial = tmp_path / "st.json"
     partial.write_text(json.dumps({"semseg": {"mIoU": 30.0}}))
-    out.unlink()
     rc, _, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(synth["nyud"]), "--num-workers", "0",
                           "--single-task", str(partial), "--out", str(out)])
     assert rc == 2 and str(partial) in err and "depth.rmse" in err and "Traceback" not in err, err

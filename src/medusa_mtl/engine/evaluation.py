@@ -25,6 +25,25 @@ from ..tasks import delta_m
 from .checkpoints import load_checkpoint
 
 
+def _check_same_outputs(module: Any, dataset: str, args: argparse.Namespace) -> None:
+    """``--dataset`` other than the checkpoint's: only where every task means the same outputs there (a 40-class
+    NYUD semseg head scored against 21-class PASCAL labels gave mIoU 0 and a results file without complaint)."""
+    from ..data.datasets import resolve_dataset
+    from ..tasks import get_task
+
+    own = resolve_dataset(module.eval_dataset)
+    for task in module.main_tasks:
+        try:
+            theirs = get_task(task).channels(dataset)
+        except (KeyError, ValueError):
+            theirs = None
+        mine = get_task(task).channels(own)
+        if theirs != mine:
+            raise ConfigError(f"--dataset {args.dataset}: {args.ckpt} predicts {task} for {own} ({mine} channels), "
+                              f"which {dataset} {'does not have' if theirs is None else f'has with {theirs}'}: "
+                              f"evaluate it on a {own} dataset (leave --dataset out)")
+
+
 def rebuild_hparams(ckpt: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's module hyper-parameters without the backbone's initialisation (``pretrained_file``, and
     timm's ``pretrained`` download in ``model_kwargs``): the trained weights are in the checkpoint, and rebuilding
@@ -177,6 +196,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if declared != resolve_dataset(dataset):
             raise ConfigError(f"--data {args.data}: dataset {declared!r} ({spec}), but {args.ckpt} predicts dataset "
                               f"{dataset!r}: evaluate it on a {dataset!r} folder")
+    if args.dataset is not None and resolve_dataset(dataset) != resolve_dataset(module.eval_dataset):
+        _check_same_outputs(module, resolve_dataset(dataset), args)
     split_options = heldout_split_options(ckpt, args.ckpt) if args.split == "heldout" else {}
     max_eval = args.max_samples if args.max_samples is not None else split_options.pop("max_eval", None)
     split_options.pop("max_eval", None)
