@@ -285,6 +285,9 @@ class MultiTaskModule(L.LightningModule):
             )
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=False)
+        # per step, Lightning writes a value every log_every_n_steps (50) steps only: short runs logged one or
+        # none; the epoch mean is written for every epoch, next to val/loss
+        self.log("train/epoch_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         for k, v in logs.items():
             if "/" not in k:
                 self.log(f"train/loss_{k}", v, batch_size=bs)
