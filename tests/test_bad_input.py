@@ -176,6 +176,15 @@ OPTION_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("missing checkpoint", ("--ckpt_path", "nowhere/last.ckpt"), ("nowhere/last.ckpt",)),
     ("model and data of different datasets", ("--data.dataset", "pascal", "--data.tasks", "[sal]"),
      ("--model.dataset", "'nyud'", "'pascal'", "--data.dataset")),
+    # these were 30-50 line tracebacks (Lightning's MisconfigurationException, torch's / the DataLoader's
+    # ValueError) or, for max_train 0, a run that exited 0 without training or a checkpoint
+    ("accelerator not on this machine", ("--trainer.accelerator", "mps"), ("trainer option", "MPSAccelerator")),
+    ("limit above 1.0", ("--trainer.limit_train_batches", "1.5"), ("trainer option", "limit_train_batches")),
+    ("unknown clip algorithm", ("--trainer.gradient_clip_algorithm", "valuee"), ("trainer option", "valuee")),
+    ("negative lr", ("--model.lr", "-1"), ("--model.lr must be a finite number >= 0", "-1")),
+    ("negative workers", ("--data.num_workers", "-1"), ("--data.num_workers must be >= 0", "-1")),
+    ("no training images", ("--data.max_train", "0"), ("--data.max_train must be >= 1", "got 0")),
+    ("LightningCLI's optimizer", ("--optimizer", "SGD"), ("unrecognized arguments: --optimizer",)),
 ]  # fmt: skip
 
 

@@ -70,6 +70,8 @@ def _flat(namespace: Any) -> dict[str, Any]:
 
 def run_lightning_cli(argv: list[str]) -> int:
     """Run a LightningCLI sub-command with ``argv`` (``["fit", "--config", ...]``)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     from ..data.formats import DataFormatError
     from ..errors import is_user_error
 
@@ -93,12 +95,19 @@ def run_lightning_cli(argv: list[str]) -> int:
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs=parser_kwargs,
                 seed_everything_default=0,
+                # the module's optimizer and poly schedule (--model.optimizer / lr / ...) are the only ones:
+                # LightningCLI's --optimizer / --lr_scheduler replaced them silently (and unrecorded)
+                auto_configure_optimizers=False,
             )
         finally:
             sys.argv = saved_argv
     except argparse.ArgumentError as err:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         print(f"medusa {cmd}: error: {message} (see `medusa {cmd} --help`)", file=sys.stderr)
+        return 2
+    except MisconfigurationException as err:  # a Trainer option Lightning refuses (accelerator, limits, ...)
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"medusa {cmd}: error: trainer option: {message} (see `medusa {cmd} --help`)", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if not is_user_error(err):

@@ -191,6 +191,10 @@ class MultiTaskModule(L.LightningModule):
         super().__init__()
         if optimizer not in ("adam", "sgd"):
             raise ConfigError(f"--model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum),
+                            ("poly_power", poly_power)):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"--model.{name} must be a finite number >= 0, got {value!r}")
         tasks_l = _as_list(tasks)
         aux_l = _as_list(aux_tasks)
         with _option("--model.dataset"):
@@ -522,6 +526,11 @@ class MultiTaskDataModule(L.LightningDataModule):
                 raise ConfigError(f"--data.size must be two positive multiples of 32, got {size[0]}x{size[1]}")
         if batch_size < 1:
             raise ConfigError(f"--data.batch_size must be >= 1, got {batch_size}")
+        for name, value, low in (("eval_batch_size", eval_batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("max_train", max_train, 1), ("max_eval", max_eval, 1)):
+            if value is not None and value < low:
+                raise ConfigError(f"--data.{name} must be >= {low}{' (or null)' if name != 'num_workers' else ''}, "
+                                  f"got {value}")
         self.root = dataset_root(dataset, root)
         spec = get_dataset_info(self.dataset_name).spec
         if spec is not None:  # a missing folder or split file: said now, before a trainer writes anything
