@@ -517,3 +517,10 @@ def test_missing_tasks_or_backbone_are_named(kwargs: dict[str, Any], message: st
     # TypeError "'NoneType' object is not iterable" / AttributeError "no attribute 'backbone_channels'"
     with pytest.raises(ValueError, match=message):
         create_model("mt_baseline", dataset="nyud", **kwargs)
+
+
+def test_another_models_option_is_named_not_blamed_on_the_backbone() -> None:
+    # Medusa's head= given to the MT baseline (composed configs keep model_kwargs) reached timm's HRNet, which has a
+    # `head` argument of its own: "backbone cannot be built with features_only=True: ... multiple values for 'head'"
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['head'\]: not options of the model"):
+        create_model("mt_baseline", tasks=["semseg"], dataset="nyud", head="msa")

@@ -86,9 +86,12 @@ class Backbone(nn.Module):
         try:
             probe = timm.create_model(name, pretrained=False, **kwargs)
         except TypeError as err:
-            if timm_kwargs and "unexpected keyword argument" in str(err):  # reached the backbone: no one took it
+            # reached the backbone: no one took it ("multiple values": a name timm uses internally, e.g. Medusa's
+            # head= given to another model, as model_kwargs of an earlier --config stay in a composed config)
+            if timm_kwargs and ("unexpected keyword argument" in str(err) or "multiple values" in str(err)):
                 raise ValueError(f"unknown option(s) {sorted(timm_kwargs)}: not options of the model, nor of the "
-                                 f"timm backbone {name!r} ({err})") from err
+                                 f"timm backbone {name!r} ({err}); with several --config files, model_kwargs of an "
+                                 "earlier one are kept unless a later one sets them") from err
             raise ValueError(f"backbone {name!r} cannot be built with features_only=True: {err}") from err
         except Exception as err:  # timm raises assorted errors for models without features_only
             raise ValueError(f"backbone {name!r} cannot be built with features_only=True: {err}") from err
