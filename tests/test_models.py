@@ -524,3 +524,21 @@ def test_another_models_option_is_named_not_blamed_on_the_backbone() -> None:
     # `head` argument of its own: "backbone cannot be built with features_only=True: ... multiple values for 'head'"
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['head'\]: not options of the model"):
         create_model("mt_baseline", tasks=["semseg"], dataset="nyud", head="msa")
+
+
+def test_a_pretrained_file_leaves_the_heads_initialisation_unchanged(tmp_path: Path) -> None:
+    # loading the file built a second (full) timm model to read its names: it drew random numbers, so every head
+    # built after the backbone started from other weights than without a file (benchmark numbers moved)
+    import timm
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    torch.manual_seed(0)
+    plain = create_model("medusa", tasks=["semseg", "depth"], dataset="nyud", backbone="resnet18")
+    after_plain = torch.rand(1)
+    torch.manual_seed(0)
+    loaded = create_model("medusa", tasks=["semseg", "depth"], dataset="nyud", backbone="resnet18",
+                          pretrained_file=str(path))
+    assert torch.equal(torch.rand(1), after_plain)
+    heads = [k for k in plain.state_dict() if not k.startswith("backbone.")]
+    assert heads and all(torch.equal(plain.state_dict()[k], loaded.state_dict()[k]) for k in heads)

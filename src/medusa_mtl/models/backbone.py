@@ -69,7 +69,7 @@ class Backbone(nn.Module):
         if bn_momentum is not None and not 0.0 < float(bn_momentum) <= 1.0:
             raise ValueError(f"bn_momentum={bn_momentum!r}: expected a number in (0, 1]")
         # timm also takes a pretrained tag ("resnet18.a1_in1k") and Hugging Face hub names ("hf-hub:...")
-        if not (name.startswith(("hf-hub:", "hf_hub:", "timm/")) or timm.is_model(name.split(".")[0])):
+        if not (name.startswith(("hf-hub:", "hf_hub:")) or timm.is_model(name.split(".")[0])):
             raise ValueError(f"unknown backbone {name!r}: not a timm model name (see timm.list_models())")
         kwargs: dict[str, Any] = dict(features_only=True, **timm_kwargs)
         if name.startswith("hrnet"):
@@ -117,7 +117,10 @@ class Backbone(nn.Module):
                 # strict, unlike timm's file route (see models/weights.py); the unwrapped model's names say
                 # which extra tensors of a whole-network file are expected
                 full = {k: v for k, v in kwargs.items() if k not in ("features_only", "feature_location")}
-                full_keys = timm.create_model(name, pretrained=False, **full).state_dict().keys()
+                # names only: built on the meta device and with the random state restored, so that the layers
+                # built after the backbone (the heads) get the same initial weights as without a file
+                with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                    full_keys = list(timm.create_model(name, pretrained=False, **full).state_dict().keys())
                 load_backbone_weights(self.body, pretrained_file, full_keys)
                 _warn_if_normalised_otherwise(self.body, name, pretrained_file)
         self.name = name
