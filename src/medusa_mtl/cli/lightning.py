@@ -15,6 +15,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI
 
 from ..engine.training import MultiTaskDataModule, MultiTaskModule, complete_trainer_config
+from ..errors import ConfigError
 from .configs import config_files, resolve_config_args
 
 
@@ -23,6 +24,18 @@ class MedusaCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         return super()._instantiate_trainer(complete_trainer_config(config), callbacks)
+
+    def before_instantiate_classes(self) -> None:
+        """The module's optimizer and poly schedule (``--model.optimizer`` / ``lr`` / ...) are the only ones:
+        LightningCLI's ``--optimizer`` / ``--lr_scheduler`` replaced them silently and unrecorded. Refused when
+        set; kept as options because every saved ``config.yaml`` holds them as ``null``."""
+        sub = self.config.get("subcommand")
+        section = self.config[sub] if sub else self.config
+        for key in ("optimizer", "lr_scheduler"):
+            if section.get(key) is not None:
+                raise ConfigError(f"--{key}: not used by medusa-mtl models (they are trained with --model.optimizer "
+                                  "adam|sgd, --model.lr, --model.weight_decay, --model.momentum and a poly schedule "
+                                  "with --model.poly_power); leave it out")
 
     def _parse_ckpt_path(self) -> None:
         """Lightning builds the model from the hyper-parameters a ``--ckpt_path`` file records, over the config's:
@@ -35,7 +48,7 @@ class MedusaCLI(LightningCLI):
             from ..errors import CheckpointError
 
             raise CheckpointError(f"--ckpt_path {folder_not_checkpoint(Path(ckpt_path))}")
-        if ckpt_path == "last":
+        if ckpt_path == "last" and _default_checkpoints(self.config[sub].get("trainer")):
             # the file Lightning's "last" finds with the default checkpoint callbacks: resolved here so that its
             # recorded settings are applied and reported like an explicit path's (they were skipped)
             trainer = self.config[sub].get("trainer")
@@ -60,6 +73,22 @@ class MedusaCLI(LightningCLI):
         if changed:
             print(f"medusa {sub}: note: the model is built as {ckpt_path} records it: {'; '.join(changed)}",
                   file=sys.stderr)
+
+
+def _default_checkpoints(trainer: Any) -> bool:
+    """Whether the run writes the project's default checkpoints (no checkpoint callback of its own, checkpointing
+    on): only then is Lightning's ``last`` the file ``<root>/checkpoints/last.ckpt``."""
+    if trainer is None:
+        return True
+    if trainer.get("enable_checkpointing") is False:
+        return False
+    callbacks = trainer.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, list | tuple) else [callbacks]
+    for cb in callbacks:
+        name = str(cb.get("class_path", "") if hasattr(cb, "get") else type(cb).__name__)
+        if name.endswith(("ModelCheckpoint", "OnExceptionCheckpoint")):
+            return False
+    return True
 
 
 def _flat(namespace: Any) -> dict[str, Any]:
@@ -95,9 +124,6 @@ def run_lightning_cli(argv: list[str]) -> int:
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs=parser_kwargs,
                 seed_everything_default=0,
-                # the module's optimizer and poly schedule (--model.optimizer / lr / ...) are the only ones:
-                # LightningCLI's --optimizer / --lr_scheduler replaced them silently (and unrecorded)
-                auto_configure_optimizers=False,
             )
         finally:
             sys.argv = saved_argv
@@ -107,7 +133,7 @@ def run_lightning_cli(argv: list[str]) -> int:
         return 2
     except MisconfigurationException as err:  # a Trainer option Lightning refuses (accelerator, limits, ...)
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        print(f"medusa {cmd}: error: trainer option: {message} (see `medusa {cmd} --help`)", file=sys.stderr)
+        print(f"medusa {cmd}: error: {message} (Lightning; see `medusa {cmd} --help`)", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if not is_user_error(err):

@@ -700,7 +700,7 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
                   f"{pre['settings']['size'][0]}x{pre['settings']['size'][1]} from a seed stream disjoint from the "
                   f"benchmark's datasets, {pre['settings']['epochs']} epochs, {pre['wall_time_s']:.0f} s "
                   f"(counted separately from the benchmark's wall time); held-out presence accuracy "
-                  f"{hist[-1].get('holdout_accuracy', float('nan')):.3f}. File `{pre['file']}`; every method "
+                  f"{hist[-1].get('holdout_accuracy') or float('nan'):.3f}. File `{pre['file']}`; every method "
                   "starts from it."]
         if tables.get("scratch"):
             lines += ["", "Does it help? The same model and seed, pretrained vs from scratch:", "",
