@@ -364,6 +364,10 @@ def _metric(record: dict[str, Any] | None, task: str) -> float | None:
     return None if value is None else float(value)  # None: undefined (written as null, see write_json)
 
 
+def _or_nan(v: float | None) -> float:
+    return float("nan") if v is None else float(v)  # None: NaN written as null (see write_json)
+
+
 def _fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:
     if v is None:
         return "—"
@@ -700,7 +704,7 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
                   f"{pre['settings']['size'][0]}x{pre['settings']['size'][1]} from a seed stream disjoint from the "
                   f"benchmark's datasets, {pre['settings']['epochs']} epochs, {pre['wall_time_s']:.0f} s "
                   f"(counted separately from the benchmark's wall time); held-out presence accuracy "
-                  f"{hist[-1].get('holdout_accuracy') or float('nan'):.3f}. File `{pre['file']}`; every method "
+                  f"{_or_nan(hist[-1].get('holdout_accuracy')):.3f}. File `{pre['file']}`; every method "
                   "starts from it."]
         if tables.get("scratch"):
             lines += ["", "Does it help? The same model and seed, pretrained vs from scratch:", "",
