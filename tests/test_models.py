@@ -542,3 +542,16 @@ def test_a_pretrained_file_leaves_the_heads_initialisation_unchanged(tmp_path: P
     assert torch.equal(torch.rand(1), after_plain)
     heads = [k for k in plain.state_dict() if not k.startswith("backbone.")]
     assert heads and all(torch.equal(plain.state_dict()[k], loaded.state_dict()[k]) for k in heads)
+
+
+def test_rgb_weights_load_into_a_backbone_with_other_input_channels(tmp_path: Path) -> None:
+    # timm adapts the first conv of RGB weights to in_chans (summed for 1 channel); the strict loader refused them
+    import timm
+
+    from medusa_mtl.models.backbone import Backbone
+
+    full = timm.create_model("resnet18").state_dict()
+    torch.save(full, tmp_path / "rgb.pth")
+    gray = Backbone("resnet18", pretrained_file=tmp_path / "rgb.pth", in_chans=1)
+    assert torch.allclose(gray.body.state_dict()["conv1.weight"], full["conv1.weight"].sum(1, keepdim=True))
+    assert torch.equal(gray.body.state_dict()["layer1.0.conv1.weight"], full["layer1.0.conv1.weight"])

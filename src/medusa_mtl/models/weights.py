@@ -108,6 +108,7 @@ def load_backbone_weights(body: nn.Module, path: str | Path, full_model_keys: It
             f"{', '.join(missing[:4])}; it holds {len(found)} tensors, e.g. {', '.join(list(found)[:3])}. "
             "Expected the weights of this timm backbone (torch.save(timm.create_model(name).state_dict(), path), "
             "or a file written by `medusa pretrain` for it)")
+    _adapt_input_conv(body, mapped, target)
     wrong = [f"{k} {tuple(mapped[k].shape)} (backbone: {tuple(target[k].shape)})" for k in mapped
              if mapped[k].shape != target[k].shape]
     if wrong:
@@ -121,3 +122,21 @@ def load_backbone_weights(body: nn.Module, path: str | Path, full_model_keys: It
                           f"{', '.join(foreign[:4])}: the weights of another model (another depth of the family?)")
     result = body.load_state_dict(mapped, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys
+
+
+def _adapt_input_conv(body: nn.Module, mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> None:
+    """RGB weights for a backbone built with other input channels (``in_chans=1``, 4, ...): the first conv's
+    weights are adapted as timm adapts them when it loads weights (``timm.models.adapt_input_conv``)."""
+    first = (getattr(body, "pretrained_cfg", None) or {}).get("first_conv")
+    if not first:
+        return
+    names = [first] if isinstance(first, str) else list(first)
+    wanted = {_norm(n + ".weight") for n in names}
+    for key in list(mapped):
+        short = key[len("model."):] if key.startswith("model.") else key
+        src, dst = mapped[key], target[key]
+        if (_norm(short) in wanted and src.ndim == 4 and dst.ndim == 4 and src.shape[0] == dst.shape[0]
+                and src.shape[2:] == dst.shape[2:] and src.shape[1] != dst.shape[1]):
+            import timm
+
+            mapped[key] = timm.models.adapt_input_conv(int(dst.shape[1]), src)
