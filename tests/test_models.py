@@ -555,3 +555,19 @@ def test_rgb_weights_load_into_a_backbone_with_other_input_channels(tmp_path: Pa
     gray = Backbone("resnet18", pretrained_file=tmp_path / "rgb.pth", in_chans=1)
     assert torch.allclose(gray.body.state_dict()["conv1.weight"], full["conv1.weight"].sum(1, keepdim=True))
     assert torch.equal(gray.body.state_dict()["layer1.0.conv1.weight"], full["layer1.0.conv1.weight"])
+
+
+def test_vit_weights_load_into_a_vit_built_for_another_size(tmp_path: Path) -> None:
+    # timm resamples the position embedding of 224x224 weights for img_size=(64, 96); the strict loader refused it
+    import timm
+    from timm.layers import resample_abs_pos_embed
+
+    from medusa_mtl.models.backbone import Backbone
+
+    full = timm.create_model("vit_tiny_patch16_224").state_dict()
+    torch.save(full, tmp_path / "vit.pth")
+    with pytest.warns(UserWarning, match="normalises images"):
+        small = Backbone("vit_tiny_patch16_224", pretrained_file=tmp_path / "vit.pth", img_size=(64, 96))
+    expected = resample_abs_pos_embed(full["pos_embed"], [4, 6], num_prefix_tokens=1)
+    assert torch.equal(small.body.state_dict()["model.pos_embed"], expected)
+    assert small(torch.zeros(1, 3, 64, 96))[0].shape[0] == 1

@@ -5,7 +5,9 @@ timm's own route for a local file (``pretrained_cfg_overlay=dict(file=...)``) lo
 (``backbone.body.`` of a whole medusa-mtl model) or one written from a ``features_only`` body whose wrapper
 renames modules (ConvNeXt's ``stages.0`` -> ``stages_0``, what ``medusa pretrain`` writes) left the backbone
 partly or wholly random without a word. Here the file is read, matched to the body's names and every tensor of
-the body must come from it, with the file's shape; anything else is an error naming the file.
+the body must come from it, with the file's shape (but for what timm's own loading adapts too: the first conv of
+RGB weights for other ``in_chans``, a ViT's position embedding for another ``img_size``); anything else is an
+error naming the file.
 
 Names match exactly or up to ``_`` / ``.`` (the wrapper's flattening), after the longest common prefix of the
 file's keys that gives the most matches is dropped (``""``, ``backbone.body.``, ``net.backbone.body.``,
@@ -109,12 +111,12 @@ def load_backbone_weights(body: nn.Module, path: str | Path, full_model_keys: It
             "Expected the weights of this timm backbone (torch.save(timm.create_model(name).state_dict(), path), "
             "or a file written by `medusa pretrain` for it)")
     _adapt_input_conv(body, mapped, target)
+    _resample_pos_embed(body, mapped, target)
     wrong = [f"{k} {tuple(mapped[k].shape)} (backbone: {tuple(target[k].shape)})" for k in mapped
              if mapped[k].shape != target[k].shape]
     if wrong:
         raise ConfigError(f"{where}: {len(wrong)} tensors have another shape than the backbone's, e.g. "
-                          f"{'; '.join(wrong[:3])}: weights of another model or configuration (a ViT built for "
-                          "another image size needs img_size=<the weights' size> or dynamic_img_size=True)")
+                          f"{'; '.join(wrong[:3])}: weights of another model or configuration")
     allowed = {_norm(k) for k in full_model_keys}
     foreign = [k for k in unused if _norm(k) not in allowed]
     if foreign:
@@ -140,3 +142,19 @@ def _adapt_input_conv(body: nn.Module, mapped: dict[str, torch.Tensor], target: 
             import timm
 
             mapped[key] = timm.models.adapt_input_conv(int(dst.shape[1]), src)
+
+
+def _resample_pos_embed(body: nn.Module, mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> None:
+    """A ViT built for another image size than its weights' (``img_size=(64, 96)``): the position embedding is
+    resampled to the new patch grid, as timm's own weight loading does."""
+    model = getattr(body, "model", body)
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if grid is None:
+        return
+    prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 1))
+    for key in list(mapped):
+        src, dst = mapped[key], target[key]
+        if key.endswith("pos_embed") and src.ndim == 3 and dst.ndim == 3 and src.shape != dst.shape:
+            from timm.layers import resample_abs_pos_embed
+
+            mapped[key] = resample_abs_pos_embed(src, list(grid), num_prefix_tokens=prefix)
