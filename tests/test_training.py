@@ -10,12 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cli_helpers import run_cli
 from medusa_mtl.cli import main as cli_main
 from medusa_mtl.data.synthetic import generate
 from medusa_mtl.engine.evaluation import evaluate_module, load_module
-from medusa_mtl.engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer
+from medusa_mtl.engine.training import (
+    MultiTaskDataModule,
+    MultiTaskModule,
+    complete_trainer_config,
+    default_checkpoint_dir,
+    last_checkpoint_file,
+    make_trainer,
+)
 from medusa_mtl.engine.ufl import ufl_module_from_checkpoint
 from medusa_mtl.errors import ConfigError
 from medusa_mtl.metrics import ConfusionMIoU, DepthMetric
@@ -612,3 +620,35 @@ def test_a_checkpoint_trained_from_timm_weights_is_rebuilt_without_the_network(
     assert all(torch.equal(v, module.state_dict()[k]) for k, v in loaded.state_dict().items())
     step = ufl_module_from_checkpoint(ckpt, "sal", "pascal")
     assert step.hparams["model_kwargs"] == {}
+
+
+class _OwnCheckpoint(ModelCheckpoint):
+    """A user's checkpoint callback, named in a config by its class path."""
+
+
+@pytest.mark.parametrize(("trainer", "folder", "last"), [
+    (None, "runs/checkpoints", "runs/checkpoints/last.ckpt"),
+    ({"default_root_dir": "out"}, "out/checkpoints", "out/checkpoints/last.ckpt"),
+    ({"enable_checkpointing": False}, None, None),
+    ({"callbacks": [ModelCheckpoint(dirpath="mine")]}, None, None),
+    ({"callbacks": {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint"}}, None, None),
+    ({"callbacks": [{"class_path": f"{__name__}._OwnCheckpoint"}]}, None, None),  # a subclass, by class path
+    # its own "last" may be newer: the defaults are still added, but "last" is Lightning's to find
+    ({"callbacks": [{"class_path": "lightning.pytorch.callbacks.OnExceptionCheckpoint"}]}, "runs/checkpoints", None),
+    ({"callbacks": [{"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}]}, "runs/checkpoints",
+     "runs/checkpoints/last.ckpt"),
+])
+def test_default_checkpoint_folder_is_decided_in_one_place(trainer, folder, last) -> None:
+    """What ``complete_trainer_config`` adds and what the CLI resolves ``--ckpt_path last`` to come from the same
+    function, for instantiated callbacks and for a config's ``class_path`` entries."""
+    assert default_checkpoint_dir(trainer) == (Path(folder) if folder else None)
+    assert last_checkpoint_file(trainer) == (Path(last) if last else None)
+    own = _as_list((trainer or {}).get("callbacks"))
+    if all(not isinstance(c, dict) for c in own):  # complete_trainer_config takes instantiated callbacks
+        callbacks = complete_trainer_config(dict(trainer or {}))["callbacks"]
+        added = {Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c not in own}
+        assert added == ({Path(folder).resolve()} if folder else set())
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, list | tuple) else [value]

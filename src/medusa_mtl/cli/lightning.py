@@ -48,13 +48,13 @@ class MedusaCLI(LightningCLI):
             from ..errors import CheckpointError
 
             raise CheckpointError(f"--ckpt_path {folder_not_checkpoint(Path(ckpt_path))}")
-        if ckpt_path == "last" and _default_checkpoints(self.config[sub].get("trainer")):
+        if ckpt_path == "last":
+            from ..engine.training import last_checkpoint_file
+
             # the file Lightning's "last" finds with the default checkpoint callbacks: resolved here so that its
             # recorded settings are applied and reported like an explicit path's (they were skipped)
-            trainer = self.config[sub].get("trainer")
-            root = (trainer.get("default_root_dir") if trainer is not None else None) or "runs"
-            candidate = Path(root) / "checkpoints" / "last.ckpt"
-            if candidate.is_file():
+            candidate = last_checkpoint_file(self.config[sub].get("trainer"))
+            if candidate is not None and candidate.is_file():
                 ckpt_path = str(candidate)
                 self.config[sub]["ckpt_path"] = ckpt_path
         if not (ckpt_path and Path(ckpt_path).is_file()):
@@ -73,22 +73,6 @@ class MedusaCLI(LightningCLI):
         if changed:
             print(f"medusa {sub}: note: the model is built as {ckpt_path} records it: {'; '.join(changed)}",
                   file=sys.stderr)
-
-
-def _default_checkpoints(trainer: Any) -> bool:
-    """Whether the run writes the project's default checkpoints (no checkpoint callback of its own, checkpointing
-    on): only then is Lightning's ``last`` the file ``<root>/checkpoints/last.ckpt``."""
-    if trainer is None:
-        return True
-    if trainer.get("enable_checkpointing") is False:
-        return False
-    callbacks = trainer.get("callbacks") or []
-    callbacks = callbacks if isinstance(callbacks, list | tuple) else [callbacks]
-    for cb in callbacks:
-        name = str(cb.get("class_path", "") if hasattr(cb, "get") else type(cb).__name__)
-        if name.endswith(("ModelCheckpoint", "OnExceptionCheckpoint")):
-            return False
-    return True
 
 
 def _flat(namespace: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import torch
 from ..data.formats import pil_to_rgb, read_image
 from ..data.transforms import check_size, normalize_image, resize_image
 from ..errors import ConfigError
+from ..models.base import heads_datasets
 from ..tasks import get_task
 from .checkpoints import training_size
 
@@ -139,9 +140,7 @@ class Predictor:
             self._forward = net.forward_all
         else:
             # add_task(name, dataset=...) records heads of another dataset (PASCAL sal on a NYUD model)
-            own = getattr(net, "task_datasets", None)
-            own = own if isinstance(own, dict) else {}
-            self.task_datasets = {t: own.get(t, self.dataset) for t in tasks}
+            self.task_datasets = heads_datasets(net, tasks, default=self.dataset)
         self.tasks: list[str] = list(self.task_datasets)
 
     @classmethod

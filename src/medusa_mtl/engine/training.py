@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -732,13 +733,58 @@ def default_checkpoint_callbacks(dirpath: str | Path | None = None) -> list[L.Ca
     return [best, last]
 
 
+def _is_callback(callback: Any, cls: type) -> bool:
+    """``callback`` is a ``cls`` (or subclass): an instance, or a config's ``{"class_path": ...}`` entry."""
+    if isinstance(callback, cls):
+        return True
+    path = callback.get("class_path") if hasattr(callback, "get") else None
+    if not isinstance(path, str):
+        return False
+    module, _, name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name) if module else None
+    except ImportError:
+        found = None
+    return issubclass(found, cls) if isinstance(found, type) else name == cls.__name__
+
+
+def _callbacks(config: Any) -> list[Any]:
+    callbacks = (config.get("callbacks") if config is not None else None) or []
+    return list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
+
+
+def default_checkpoint_dir(config: Any) -> Path | None:
+    """Where :func:`complete_trainer_config` puts the default ``best.ckpt`` / ``last.ckpt`` for a Trainer config
+    (a dict or a parsed CLI namespace; ``None`` is an empty one): ``<default_root_dir or "runs">/checkpoints``,
+    or ``None`` when it adds none (checkpointing switched off, or a ``ModelCheckpoint`` of the config's own)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    config = config if config is not None else {}
+    if config.get("enable_checkpointing", True) is False:
+        return None
+    if any(_is_callback(c, ModelCheckpoint) for c in _callbacks(config)):
+        return None
+    return Path(config.get("default_root_dir") or "runs") / "checkpoints"
+
+
+def last_checkpoint_file(config: Any) -> Path | None:
+    """The file Lightning's ``ckpt_path="last"`` resumes from for this Trainer config when it is decided by the
+    project's defaults (``<checkpoint dir>/last.ckpt``, see :func:`default_checkpoint_dir`); ``None`` when the
+    config brings a checkpoint callback of its own (an ``OnExceptionCheckpoint`` may hold a newer "last")."""
+    from lightning.pytorch.callbacks import Checkpoint
+
+    folder = default_checkpoint_dir(config)
+    if folder is None or any(_is_callback(c, Checkpoint) for c in _callbacks(config)):
+        return None
+    return folder / "last.ckpt"
+
+
 def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     """Fill in the project's defaults where a Trainer config leaves them open.
 
     Atomic checkpoint I/O (always), last+best checkpoints, TensorBoard + CSV loggers, a progress bar, and
     :class:`~medusa_mtl.engine.reproducibility.EpochReseed` (a resumed epoch draws the same random numbers).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.plugins.io import CheckpointIO
 
@@ -754,12 +800,10 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("logger") in (None, True):
         # the CSV logger keeps an interrupted run's rows on resume (and its raw log as metrics.1.csv, ...)
         config["logger"] = [TensorBoardLogger(root, name="", version=""), HistoryCSVLogger(root, name="", version="")]
-    callbacks = config.get("callbacks") or []
-    callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
-    if config.get("enable_checkpointing", True) is not False and not any(
-        isinstance(c, ModelCheckpoint) for c in callbacks
-    ):
-        callbacks.extend(default_checkpoint_callbacks(Path(root) / "checkpoints"))
+    callbacks = _callbacks(config)
+    checkpoint_dir = default_checkpoint_dir(config)
+    if checkpoint_dir is not None:
+        callbacks.extend(default_checkpoint_callbacks(checkpoint_dir))
     if not any(isinstance(c, IterationResumeFix) for c in callbacks):
         callbacks.append(IterationResumeFix())  # before EpochReseed and the loggers read the epoch
     if not any(isinstance(c, EpochReseed) for c in callbacks):

@@ -14,6 +14,24 @@ from .backbone import Backbone, build_backbone
 DEEP_SUPERVISION = "deep_supervision"
 
 
+def heads_datasets(model: nn.Module, tasks: Sequence[str], default: str | None = None) -> dict[str, str | None]:
+    """``{task: dataset}`` for ``tasks`` of a zoo model: the dataset :meth:`IndependentHeadsModel.add_task`
+    recorded for a head added with ``dataset=`` (PASCAL ``sal`` on a NYUD model), else ``default`` (the
+    model's own dataset when not given).
+
+    Example:
+        >>> from medusa_mtl.models import create_model
+        >>> m = create_model("medusa", tasks=["semseg"], dataset="nyud", backbone="resnet18")
+        >>> _ = m.add_task("sal", dataset="pascal")
+        >>> heads_datasets(m, m.tasks)
+        {'semseg': 'nyud', 'sal': 'pascal'}
+    """
+    own = getattr(model, "task_datasets", None)
+    own = own if isinstance(own, dict) else {}
+    fallback = getattr(model, "dataset", None) if default is None else default
+    return {t: own.get(t, fallback) for t in tasks}
+
+
 class MultiTaskModel(nn.Module):
     """Base class: holds the task lists, the dataset, the shared backbone and output-channel lookup.
 

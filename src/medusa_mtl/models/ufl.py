@@ -16,19 +16,12 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from ..tasks import parse_tasks
+from .base import heads_datasets
 from .factory import create_model
 
 __all__ = ["UFLModel"]
 
 _BACKBONE_ONLY_KWARGS = ("pretrained", "pretrained_file")
-
-
-def _heads_datasets(model: nn.Module, tasks: list[str]) -> dict[str, str]:
-    """``{task: dataset}`` of a zoo model's ``tasks``: its dataset, or the one ``add_task(name, dataset=...)``
-    gave a head (recorded in the model's ``task_datasets`` dict)."""
-    own = getattr(model, "task_datasets", None)
-    own = own if isinstance(own, dict) else {}
-    return {t: own.get(t, model.dataset) for t in tasks}
 
 
 class UFLModel(nn.Module):
@@ -50,7 +43,7 @@ class UFLModel(nn.Module):
                 "the single-task row of the UFL table is the target dataset's own ST networks"
             )
         new_tasks = parse_tasks(new_tasks, dataset)
-        known = source.task_datasets() if isinstance(source, UFLModel) else _heads_datasets(source, source.aux_tasks)
+        known = source.task_datasets() if isinstance(source, UFLModel) else heads_datasets(source, source.aux_tasks)
         clash = [t for t in new_tasks if any(k.split(":")[-1] == t and d == dataset for k, d in known.items())]
         if clash:
             raise ConfigError(f"UFL tasks {clash} are already {dataset} tasks of the source model")
@@ -79,7 +72,7 @@ class UFLModel(nn.Module):
         if isinstance(self.source, UFLModel):
             pairs = [(k.split(":")[-1], d) for k, d in self.source.task_datasets().items()]
         else:
-            pairs = list(_heads_datasets(self.source, self.source.tasks).items())
+            pairs = list(heads_datasets(self.source, self.source.tasks).items())
         pairs += [(t, self.dataset) for t in self.tasks]
         names = [t for t, _ in pairs]
         return {(t if names.count(t) == 1 else f"{d}:{t}"): d for t, d in pairs}
