@@ -8,7 +8,7 @@ Settings (SPEC §6 resolutions):
 Per setting and model:
 
 - **eval latency** at batch 1 (``--eval-batch``): ``torch.inference_mode()``, eval mode, main-task outputs only;
-  models with :meth:`drop_auxiliary_heads` (Medusa, MTAN) drop their auxiliary heads first (a copy is
+  models with :meth:`drop_auxiliary_heads` (Medusa, MTAN, MT baseline) drop their auxiliary heads first (a copy is
   measured, the training copy keeps them);
 - **training throughput** (images/s) at batch 8 (``--train-batch``; on CUDA halved until it fits): train mode
   with every auxiliary head and deep supervision, the task losses of ``training.py`` (outputs upsampled to
