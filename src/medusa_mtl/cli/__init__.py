@@ -3,8 +3,8 @@
 Sub-commands live in their own modules; this file is only the table that maps a name to
 ``(module, add_arguments, run)``. Modules are imported lazily so ``medusa --help`` stays fast.
 
-``fit``, ``validate``, ``test`` and ``predict-lightning`` are LightningCLI sub-commands (YAML configs via
-``--config``); they are handed over unchanged.
+``fit``, ``validate`` and ``test`` are LightningCLI sub-commands (YAML configs via ``--config``); they are
+handed over unchanged.
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ class Backbone(nn.Module):
             the papers' code) or ``"timm"`` (timm's nearest-neighbour fuse, momentum 0.1); see the module doc.
         bn_momentum: overrides the momentum of every BatchNorm of the backbone (``None``: the form's). Short
             schedules need more than the reference's 0.01: after a few hundred steps at a large learning rate its
-            running statistics still describe the initial weights, and eval-mode outputs can be far off (see
-            docs/RESULTS.md, the quick profile).
+            running statistics still describe the initial weights, and eval-mode outputs can be far off (the
+            standard benchmark profile fine-tunes with 0.1: ``bn_momentum`` in configs/benchmark/standard.yaml).
     """
 
     def __init__(self, name: str = DEFAULT_BACKBONE, pretrained: bool = False,
