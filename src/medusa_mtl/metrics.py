@@ -1045,7 +1045,7 @@ class EdgeMetric(StreamingMetric):
         curve = self.pr_curve()
         p, r, f = curve["precision"], curve["recall"], curve["f"]
         k = int(np.argmax(f))
-        # OIS: per-image best threshold (ties -> highest threshold), then pooled counts
+        # OIS: per-image best threshold (ties -> the lowest threshold), then pooled counts
         f_img = _fmeasure(_ratio(s["cntP"], s["sumP"]), _ratio(s["cntR"], s["sumR"]))
         kk = np.argmax(f_img, axis=1)  # first maximum = lowest threshold, as BSDS/seism
         rows = np.arange(f_img.shape[0])
