@@ -300,7 +300,8 @@ def test_show_writes_a_sheet_with_a_column_per_task(tmp_path: Path) -> None:
     assert rc == 2 and "banana" in err
 
 
-def test_check_notes_a_mask_declared_as_two_classes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ignore", [None, 200])
+def test_check_notes_a_mask_declared_as_two_classes(tmp_path: Path, ignore: int | None) -> None:
     # a 0/255 mask declared as classes [bg, fg]: 255 is the ignore value, so every foreground pixel was ignored
     # and never learned, and `data check` said "no problems found"
     root = tmp_path / "masks"
@@ -310,14 +311,17 @@ def test_check_notes_a_mask_declared_as_two_classes(tmp_path: Path) -> None:
     for i in ids:
         Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(root / "images" / f"{i}.png")
         mask = np.zeros((32, 32), np.uint8)
-        mask[:, 10:] = 255
+        mask[:, 10:] = 255 if ignore is None else ignore
         Image.fromarray(mask).save(root / "mask" / f"{i}.png")
     (root / "splits" / "train.txt").write_text("m0\nm1\nm2\n")
     (root / "splits" / "val.txt").write_text("m3\n")
     (root / "dataset.yaml").write_text("name: masks_t\nsize: [32, 32]\ntasks:\n"
-                                       "  mask: {kind: segmentation, classes: [bg, fg]}\n")
+                                       "  mask: {kind: segmentation, classes: [bg, fg]"
+                                       + ("" if ignore is None else f", ignore: {ignore}") + "}\n")
     lines: list[str] = []
     assert run_check(None, root / "dataset.yaml", print_fn=lines.append) == 0  # valid, only suspicious
     notes = [line for line in lines if line.startswith("note:")]
     assert len(notes) == 1 and "task 'mask': class(es) ['fg'] occur in none of the labels read" in notes[0]
-    assert "69 % of the pixels hold the ignore value 255" in notes[0] and "kind: binary" in notes[0]
+    stored = 255 if ignore is None else ignore  # the note names the value in the files, not the internal 255
+    assert f"69 % of the pixels hold the ignore value {stored}: a 0/{stored} mask" in notes[0]
+    assert "kind: binary" in notes[0]

@@ -153,8 +153,8 @@ def _check_sample(
 
 
 def _segmentation_notes(spec: generic.DatasetSpec, report: CheckReport) -> None:
-    """Classes that never occur, and a 0/255 mask declared as two classes (255 is the ignore value, so the
-    foreground would be ignored and never learned: a mask is ``kind: binary``)."""
+    """Classes that never occur, and a 0/255 mask declared as two classes (255 is the default ignore value, so
+    the foreground would be ignored and never learned: a mask is ``kind: binary``)."""
     for t, tally in report.class_pixels.items():
         ts = spec.task(t)
         per_class, ignored = tally[:-1], int(tally[-1])
@@ -164,8 +164,9 @@ def _segmentation_notes(spec: generic.DatasetSpec, report: CheckReport) -> None:
             continue
         note = f"task {t!r}: class(es) {absent} occur in none of the labels read"
         if ignored > 0.25 * total:
+            stored = formats.IGNORE_INDEX if ts.ignore is None else ts.ignore  # the value in the files
             note += (f", and {100 * ignored / total:.0f} % of the pixels hold the ignore value "
-                     f"{formats.IGNORE_INDEX}: a 0/255 mask declared as classes? a mask is `kind: binary`")
+                     f"{stored}: a 0/{stored} mask declared as classes? a mask is `kind: binary`")
         report.notes.append(note)
 
 
