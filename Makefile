@@ -19,8 +19,10 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/medusa benchmark --profile quick --out results
 
+# One worker per core (at most 4): the tests run torch with one thread each (tests/conftest.py), so a serial
+# run leaves every core but one idle.
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
