@@ -14,6 +14,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cli_helpers import run_cli
+from medusa_mtl.errors import DownloadError
 from medusa_mtl.models import create_model, list_models
 from medusa_mtl.models.base import DEEP_SUPERVISION
 from medusa_mtl.tasks import get_task
@@ -571,3 +573,70 @@ def test_vit_weights_load_into_a_vit_built_for_another_size(tmp_path: Path) -> N
     expected = resample_abs_pos_embed(full["pos_embed"], [4, 6], num_prefix_tokens=1)
     assert torch.equal(small.body.state_dict()["model.pos_embed"], expected)
     assert small(torch.zeros(1, 3, 64, 96))[0].shape[0] == 1
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, bool]]:
+    """Name resolution fails, no proxy, an empty Hugging Face cache; returns the timm builds asked for
+    (name, pretrained), with every pretrained=True build failing like the hub client does offline."""
+    import socket
+
+    import timm
+    from huggingface_hub import constants
+
+    def unresolvable(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    calls: list[tuple[str, bool]] = []
+    real = timm.create_model
+
+    def spy(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        calls.append((name, pretrained))
+        if pretrained:
+            raise OSError("LocalEntryNotFoundError (stands in for ~50 s of retries)")
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", spy)
+    return calls
+
+
+def test_pretrained_download_offline_fails_at_once_with_the_by_hand_route(no_network, tmp_path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    from medusa_mtl.models.backbone import Backbone
+
+    with pytest.raises(RuntimeError) as err:
+        Backbone("resnet18", pretrained=True)
+    msg = str(err.value)
+    assert "huggingface.co does not resolve" in msg and "models--timm--resnet18" in msg
+    assert "--model.pretrained_file PATH" in msg and "torch.save(timm.create_model('resnet18'" in msg
+    assert ("resnet18", True) not in no_network  # the hub client's retries were never started
+    assert isinstance(err.value, DownloadError)
+    # from the command line: one line naming what to do, no traceback
+    rc, _, stderr = run_cli(["fit", "--config", "medusa:model/mt_baseline.yaml", "--config",
+                             "medusa:data/synthetic_nyud.yaml", "--model.backbone", "resnet18",
+                             "--model.model_kwargs", "{pretrained: true}", "--trainer.default_root_dir",
+                             str(tmp_path / "run")])
+    assert rc != 0 and "Traceback" not in stderr and "--model.pretrained_file PATH" in stderr
+    # undecided cases are left to timm (its own error, with the same by-hand route)
+    (Path(constants.HF_HUB_CACHE) / "models--timm--resnet18.a1_in1k").mkdir(parents=True)  # weights cached
+    with pytest.raises(RuntimeError, match="stands in for") as err:
+        Backbone("resnet18", pretrained=True)
+    assert "--model.pretrained_file PATH" in str(err.value) and no_network[-1] == ("resnet18", True)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # a proxy resolves names for this machine
+    with pytest.raises(RuntimeError, match="stands in for"):
+        Backbone("resnet34", pretrained=True)
+    assert no_network[-1] == ("resnet34", True)
+
+
+def test_download_source_of_hub_names_and_tags(no_network) -> None:
+    from medusa_mtl.models.hub import why_download_cannot_work
+
+    assert "models--timm--resnet18.a1_in1k" in why_download_cannot_work("resnet18")
+    assert "models--timm--resnet18.tv_in1k" in why_download_cannot_work("resnet18.tv_in1k")
+    assert "models--someone--weights" in why_download_cannot_work("hf-hub:someone/weights@v1")
+    assert why_download_cannot_work("no_such_timm_model") is None  # no weights entry: timm decides (and names it)

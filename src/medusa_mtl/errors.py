@@ -19,6 +19,12 @@ class CheckpointError(MedusaError, RuntimeError):
     """A checkpoint file is missing, truncated or not a medusa-mtl checkpoint."""
 
 
+class DownloadError(MedusaError, RuntimeError):
+    """A download the user asked for (``medusa data download``, timm's ``pretrained=True`` weights) failed
+    (network, HTTP error, checksum mismatch) or its archive is unusable; the message says how to place the file
+    by hand."""
+
+
 def is_user_error(err: BaseException) -> bool:
     """Whether ``err`` carries a message for the user (so the CLI prints it without a traceback).
 

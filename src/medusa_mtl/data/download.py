@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import make_temp_dir
-from ..errors import MedusaError
+from ..errors import DownloadError
 from ..options import nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int
 
 
@@ -91,10 +91,6 @@ ARCHIVES: dict[str, Archive] = {
 """The published archives: the one place that knows URLs and checksums."""
 
 CHUNK = 1 << 20
-
-
-class DownloadError(MedusaError, RuntimeError):
-    """A download failed (network, HTTP error, checksum mismatch) or its archive is unusable."""
 
 
 class ChecksumMismatch(DownloadError):

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import DownloadError
+from .hub import why_download_cannot_work
 from .weights import load_backbone_weights
 
 DEFAULT_BACKBONE = "hrnet_w18_small_v2"
@@ -100,16 +102,17 @@ class Backbone(nn.Module):
             raise ValueError(f"backbone {name!r} gives {n} feature levels; at least 4 are needed")
         out_indices = tuple(range(n - 4, n)) if not name.startswith("hrnet") else (1, 2, 3, 4)
         if pretrained:
+            by_hand = ("Without network access, download the weights elsewhere (e.g. "
+                       f"torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'w.pth') on a machine "
+                       "with it) and pass the file with --model.pretrained_file PATH (pretrained_file=PATH in Python).")
+            offline = why_download_cannot_work(name)
+            if offline is not None:  # known at once; the hub client would retry for ~50 s first
+                raise DownloadError(f"could not load timm's pretrained weights for {name!r}: {offline}. {by_hand}")
             try:
                 self.body = timm.create_model(name, pretrained=True, out_indices=out_indices, **kwargs)
             except Exception as err:
-                hint = (
-                    f"could not load timm's pretrained weights for {name!r} ({type(err).__name__}: {err}). "
-                    "Without network access, download the weights elsewhere (e.g. "
-                    f"torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'w.pth') on a machine "
-                    "with it) and pass the file with --model.pretrained_file PATH (pretrained_file=PATH in Python)."
-                )
-                raise RuntimeError(hint) from err
+                raise DownloadError(f"could not load timm's pretrained weights for {name!r} "
+                                   f"({type(err).__name__}: {err}). {by_hand}") from err
             _warn_if_normalised_otherwise(self.body, name, None)
         else:
             self.body = timm.create_model(name, pretrained=False, out_indices=out_indices, **kwargs)

@@ -1,0 +1,77 @@
+"""Whether timm's ``pretrained=True`` download can work here, decided before timm tries.
+
+Offline, Hugging Face's client retries the weights' host for about 50 seconds, printing a retry line every few
+seconds, before it fails. When the host's name does not resolve (no network, no proxy) and the weights are not in
+the local cache, the answer is known at once: :func:`why_download_cannot_work` says so and the caller fails with
+the by-hand instructions. Anything undecided (a proxy, a resolvable host, weights in the cache, a name timm has no
+weights entry for) is left to timm.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+__all__ = ["why_download_cannot_work"]
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+def _source(name: str) -> tuple[str, Path] | None:
+    """``(host, local cache folder)`` of the weights timm downloads for ``name``; ``None`` when unknown."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # timm without the hub client downloads by URL only
+        constants = None
+    repo = name[len("hf-hub:"):].split("@")[0] if name.startswith("hf-hub:") else None
+    url = None
+    if repo is None:
+        import timm.models
+
+        try:
+            cfg = timm.models.get_pretrained_cfg(name)
+        except (RuntimeError, ValueError):
+            return None
+        if cfg is None:
+            return None
+        repo = cfg.hf_hub_id or None
+        url = cfg.url or None
+    if repo and constants is not None:
+        host = urlparse(constants.ENDPOINT).hostname
+        folder = Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+        return (host, folder) if host else None
+    if url:
+        import torch.hub
+
+        host = urlparse(url).hostname
+        return (host, Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name) if host else None
+    return None
+
+
+def why_download_cannot_work(name: str) -> str | None:
+    """Why timm's download of ``name``'s pretrained weights cannot work on this machine, or ``None`` when it
+    may (the host resolves, a proxy is configured, the weights are cached, or the source is unknown).
+
+    Example:
+        >>> why_download_cannot_work("resnet18") is None or "does not resolve" in why_download_cannot_work("resnet18")
+        True
+    """
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return None  # the proxy resolves names, not this machine
+    source = _source(name)
+    if source is None:
+        return None
+    host, cached = source
+    if cached.exists() or _resolves(host):
+        return None
+    return f"the weights' host {host} does not resolve (no network?) and they are not in the local cache ({cached})"
