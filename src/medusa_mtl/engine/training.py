@@ -742,8 +742,8 @@ def _is_callback(callback: Any, cls: type) -> bool:
         return False
     module, _, name = path.rpartition(".")
     try:
-        found = getattr(importlib.import_module(module), name) if module else None
-    except ImportError:
+        found = getattr(importlib.import_module(module), name, None) if module else None
+    except Exception:  # noqa: BLE001 - a module that does not import is LightningCLI's to report, with its name
         found = None
     return issubclass(found, cls) if isinstance(found, type) else name == cls.__name__
 
