@@ -334,3 +334,17 @@ def test_a_ufl_run_is_not_reused_after_its_source_was_retrained(tmp_path: Path) 
     assert any("ufl/mt_baseline/s0: reusing" in m for m in both(1))  # nothing changed: reused
     logs = both(2)  # the source is retrained: its UFL run must be too
     assert not any("reusing" in m for m in logs), logs
+
+
+def test_ufl_claim_compares_medusa_with_the_single_task_baseline_too() -> None:
+    # The UFL table's "ST baseline" row (PASCAL networks trained fully, key "single_task") is one of the
+    # baselines of "Medusa's UFL Δm is above every baseline's": a Medusa UFL below it contradicts the claim even
+    # when Medusa beats every other method's UFL row.
+    tables = {"mtl": [],
+              "ufl": [{"key": "single_task", "model": "ST baseline", "pascal_delta_m": [0.5, -0.5, 0.0]},
+                      {"key": "ufl/mt_baseline", "model": "MT baseline", "pascal_delta_m": [-9.0, -8.0, -10.0]},
+                      {"key": "ufl/medusa", "model": "Medusa", "pascal_delta_m": [-3.0, -3.1, -2.9]}]}
+    (claim,) = check_claims(tables)
+    assert claim["verdict"] == CONTRADICTED
+    assert "vs ST baseline: -3.00" in claim["evidence"] and set(claim["comparisons"]) == {"single_task",
+                                                                                          "ufl/mt_baseline"}
