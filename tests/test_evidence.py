@@ -348,3 +348,25 @@ def test_ufl_claim_compares_medusa_with_the_single_task_baseline_too() -> None:
     assert claim["verdict"] == CONTRADICTED
     assert "vs ST baseline: -3.00" in claim["evidence"] and set(claim["comparisons"]) == {"single_task",
                                                                                           "ufl/mt_baseline"}
+
+
+def _fake_results(runs: list[Any], metrics: Any) -> dict[str, dict[str, Any]]:
+    """Result records of ``runs`` as ``execute_run`` writes them, with ``metrics(run)`` as the test metrics."""
+    return {r.key: {"test": metrics(r), "params": 1, "trainable_params": 1, "train_time_s": 1.0} for r in runs}
+
+
+def _fake_metrics(run: Any) -> dict[str, dict[str, float]]:
+    if run.dataset == "nyud":
+        return {"semseg": {"mIoU": 40.0 + run.seed}, "depth": {"rmse": 0.6 - 0.01 * run.seed}}
+    return {"human_parts": {"mIoU": 30.0 + run.seed}, "sal": {"mIoU": 40.0 + 2 * run.seed}}
+
+
+def test_results_json_runs_mark_ufl_runs_of_an_ne_backbone_as_n_e() -> None:
+    from medusa_mtl.reports.benchmark import build_tables, plan_runs
+
+    runs = plan_runs(["mt_baseline", "medusa"], {"seeds": [0, 1], "seed": 0})
+    entries = {e["name"]: e for e in build_tables(_fake_results(runs, _fake_metrics), runs)["runs"]}
+    # issue #10 item 5: "n_e" says whether normals and edges were trained; Medusa's UFL heads sit on its N+E backbone
+    assert entries["ufl/medusa/s1"]["source"] == "nyud/medusa_ne/s1" and entries["ufl/medusa/s1"]["n_e"] is True
+    assert entries["ufl/mt_baseline/s0"]["n_e"] is False and entries["nyud/medusa_ne/s0"]["n_e"] is True
+    assert entries["nyud/medusa/s0"]["n_e"] is False and entries["pascal/single_task/s0"]["n_e"] is False

@@ -437,6 +437,15 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
     ref_pascal = _reference([r for _, r in groups.get("pascal/single_task", [])], UFL_TASKS)
     run_entries: list[dict[str, Any]] = []
     dm_of: dict[str, float | None] = {}
+    by_key = {run.key: run for run in runs}
+
+    def n_e(run: Run) -> bool:
+        """N+E: the run's own auxiliaries, or for a UFL run those its frozen backbone was trained with."""
+        if run.group != "ufl" or not run.source:
+            return run.ne
+        source = by_key.get(run.source)
+        return source.ne if source is not None else run.source.rsplit("/s", 1)[0].endswith("_ne")
+
     for run in runs:
         rec = results.get(run.key)
         if rec is None:
@@ -447,7 +456,7 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
             dm = _safe_delta_m(rec, ref_pascal, UFL_TASKS)
         dm_of[run.key] = dm
         run_entries.append({
-            "name": run.key, "row": run.base, "dataset": run.dataset, "model": run.model, "n_e": run.ne,
+            "name": run.key, "row": run.base, "dataset": run.dataset, "model": run.model, "n_e": n_e(run),
             "seed": run.seed, "ufl": run.group == "ufl", "pretrained": run.pretrained and run.group != "ufl",
             "source": run.source, "metrics": _scalars(rec["test"]), "delta_m": dm,
             "params": rec["params"], "trainable_params": rec["trainable_params"],
