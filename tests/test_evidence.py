@@ -357,16 +357,46 @@ def _fake_results(runs: list[Any], metrics: Any) -> dict[str, dict[str, Any]]:
 
 def _fake_metrics(run: Any) -> dict[str, dict[str, float]]:
     if run.dataset == "nyud":
-        return {"semseg": {"mIoU": 40.0 + run.seed}, "depth": {"rmse": 0.6 - 0.01 * run.seed}}
-    return {"human_parts": {"mIoU": 30.0 + run.seed}, "sal": {"mIoU": 40.0 + 2 * run.seed}}
+        return {"semseg": {"mIoU": 40.0 + 0.5 * run.seed}, "depth": {"rmse": 0.6 - 0.002 * run.seed}}
+    return {"human_parts": {"mIoU": 30.0 + 0.3 * run.seed}, "sal": {"mIoU": 40.0 + 0.5 * run.seed}}
 
 
 def test_results_json_runs_mark_ufl_runs_of_an_ne_backbone_as_n_e() -> None:
     from medusa_mtl.reports.benchmark import build_tables, plan_runs
 
-    runs = plan_runs(["mt_baseline", "medusa"], {"seeds": [0, 1], "seed": 0})
+    runs = plan_runs(["single_task", "mt_baseline", "medusa"], {"seeds": [0, 1], "seed": 0})
     entries = {e["name"]: e for e in build_tables(_fake_results(runs, _fake_metrics), runs)["runs"]}
     # issue #10 item 5: "n_e" says whether normals and edges were trained; Medusa's UFL heads sit on its N+E backbone
     assert entries["ufl/medusa/s1"]["source"] == "nyud/medusa_ne/s1" and entries["ufl/medusa/s1"]["n_e"] is True
     assert entries["ufl/mt_baseline/s0"]["n_e"] is False and entries["nyud/medusa_ne/s0"]["n_e"] is True
     assert entries["nyud/medusa/s0"]["n_e"] is False and entries["pascal/single_task/s0"]["n_e"] is False
+
+
+def test_the_seed_noise_of_every_multi_seed_row_is_checked_against_two_points() -> None:
+    import statistics
+
+    from medusa_mtl.reports.benchmark import _noise_markdown, build_tables, noise_checks, plan_runs
+
+    runs = plan_runs(["single_task", "mt_baseline", "mtan"],
+                     {"seeds": [0, 1, 2], "seed": 0, "one_seed": ["nyud/mtan_ne"]})
+
+    def metrics(run: Any) -> dict[str, dict[str, float]]:  # the MT baseline's UFL heads: 6 mIoU points per seed
+        m = _fake_metrics(run)
+        if run.base == "ufl/mt_baseline":
+            m["human_parts"]["mIoU"] = 30.0 + 6 * run.seed
+        return m
+
+    tables = build_tables(_fake_results(runs, metrics), runs)
+    checks = {c["row"]: c for c in noise_checks(tables)}
+    # issue #10 item 3; one-seed rows (MTAN N+E and its UFL row) have no spread to check
+    assert set(checks) == {"nyud/single_task", "nyud/mt_baseline", "nyud/mtan", "single_task", "ufl/mt_baseline"}
+    rows = {r["key"]: r for r in tables["mtl"]}
+    ufl = {r["key"]: r for r in tables["ufl"]}
+    assert checks["nyud/mt_baseline"]["delta_m_std"] == pytest.approx(statistics.stdev(rows["nyud/mt_baseline"]
+                                                                                         ["delta_m"]))
+    assert checks["ufl/mt_baseline"]["delta_m_std"] == pytest.approx(statistics.stdev(ufl["ufl/mt_baseline"]
+                                                                                        ["pascal_delta_m"]))
+    assert checks["ufl/mt_baseline"]["dataset"] == "pascal" and checks["ufl/mt_baseline"]["ok"] is False
+    assert checks["nyud/mt_baseline"]["ok"] is True and checks["nyud/mt_baseline"]["seeds"] == 3
+    text = _noise_markdown(list(checks.values()))
+    assert "| MT baseline (`ufl/mt_baseline`) | PASCAL | 3 |" in text and "| ≤ 2 | **no** |" in text

@@ -430,7 +430,7 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
     """The MTL and UFL tables (one row per model setting, seeds aggregated) and one entry per run.
 
     Δm is computed per run against the single-task networks' metrics averaged over their seeds; a row shows
-    the mean and (with several seeds) the standard deviation of its runs.
+    the mean and (with several seeds) the sample standard deviation (n − 1) of its runs.
     """
     groups = _by_base(results, runs)
     ref_nyud = _reference([r for _, r in groups.get("nyud/single_task", [])], NYUD_MAIN)
@@ -616,6 +616,32 @@ def _checks_markdown(checks: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+NOISE_BAR = 2.0  # issue #10 item 3: the seed std of each multi-seed row's Δm is at most 2 points
+
+
+def noise_checks(tables: dict[str, Any]) -> list[dict[str, Any]]:
+    """One check per table row with several seeds: the sample standard deviation (n − 1, as the tables print)
+    of its Δm (NYUD Δm for the MTL rows, PASCAL Δm for the UFL rows) against :data:`NOISE_BAR`."""
+    checks: list[dict[str, Any]] = []
+    for table, col, dataset in (("mtl", "delta_m", "nyud"), ("ufl", "pascal_delta_m", "pascal")):
+        for row in tables.get(table, []):  # the from-scratch comparison runs are not benchmark rows
+            _, std, n = _mean_std(row.get(col) or [])
+            if std is None:
+                continue
+            checks.append({"row": row["key"], "model": row["model"], "ne": bool(row.get("ne")), "dataset": dataset,
+                           "seeds": n, "delta_m_std": std, "required": NOISE_BAR, "ok": std <= NOISE_BAR})
+    return checks
+
+
+def _noise_markdown(checks: list[dict[str, Any]]) -> str:
+    lines = ["| Row | Δm | Seeds | Δm std | Required | Small enough |", "|---|---|:-:|--:|--:|:-:|"]
+    for c in checks:
+        lines.append(f"| {c['model']}{' (N+E)' if c['ne'] else ''} (`{c['row']}`) | "
+                     f"{'NYUD' if c['dataset'] == 'nyud' else 'PASCAL'} | {c['seeds']} | {c['delta_m_std']:.2f} | "
+                     f"≤ {c['required']:g} | {'yes' if c['ok'] else '**no**'} |")
+    return "\n".join(lines)
+
+
 def _scratch_markdown(tables: dict[str, Any]) -> str:
     rows = {r["key"]: r for r in tables["mtl"]}
     lines = ["| Run | Init | Seg mIoU ↑ | Depth RMSE ↓ | Δm % ↑ |", "|---|---|--:|--:|--:|"]
@@ -678,7 +704,8 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         f"{int(profile['loader']['val_fraction'] * 100)}% of train"
         + (f" ({some['num_heldout']} images)" if some else "")
         + "; the tables report the test split (the original works selected on test). "
-        "Rows show mean ± standard deviation over training seeds (same data, different initialisation of the "
+        "Rows show mean ± sample standard deviation (n − 1) over training seeds (same data, different "
+        "initialisation of the "
         "heads, data order and augmentation); ¹ marks rows run with one seed only. Δm of every run is "
         "against the single-task networks' metrics averaged over their seeds. The trivial predictor is the best "
         "constant prediction fitted on the training split and scored on the test split like a model.",
@@ -706,6 +733,12 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
                   "tables above: *(trivial level)* within 10 % of the constant predictor, *(worse than trivial)* "
                   "more than 10 % worse than it, *(below target)* better than it but short of the bar.", "",
                   _checks_markdown(extras["checks"]), ""]
+    if extras.get("noise"):
+        lines += ["## Is the seed noise small enough?", "",
+                  "The sample standard deviation (n − 1) over training seeds of each multi-seed row's Δm (issue "
+                  f"#10's bar: at most {NOISE_BAR:g} points); NYUD Δm for the MTL rows, PASCAL Δm for the UFL rows. "
+                  "Rows with one seed have no spread to measure.", "",
+                  _noise_markdown(extras["noise"]), ""]
     if pre:
         hist = pre.get("history") or [{}]
         lines += ["## Pretrained backbone", "",
@@ -836,6 +869,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "profile": profile["profile"], "wall_time_s": wall,
         "pretrain_wall_time_s": pre_record["wall_time_s"] if pre_record else None,
         "trivial": trivial, "runs": tables["runs"], "claims": extras["claims"], "learned": extras["checks"],
+        "noise": extras["noise"],
         "provenance": prov, "profile_settings": profile, "pretrain": pre_record,
         "tables": {k: v for k, v in tables.items() if k != "runs"},
         "run_records": results, "datasets": {k: str(v) for k, v in roots.items()},
@@ -852,7 +886,8 @@ def _tables_and_checks(results: dict[str, dict[str, Any]], runs: list[Run], triv
     """The tables of the recorded runs and the report's extras derived from them (trivial row, learned checks)."""
     tables = build_tables(results, runs)
     flags, checks = learned_flags(tables, trivial)
-    return tables, {"trivial": trivial, "flags": flags, "checks": checks, "pretrain": pretrain}
+    return tables, {"trivial": trivial, "flags": flags, "checks": checks, "noise": noise_checks(tables),
+                    "pretrain": pretrain}
 
 
 def _print_tables(tables: dict[str, Any], extras: dict[str, Any]) -> None:
