@@ -400,3 +400,16 @@ def test_the_seed_noise_of_every_multi_seed_row_is_checked_against_two_points() 
     assert checks["nyud/mt_baseline"]["ok"] is True and checks["nyud/mt_baseline"]["seeds"] == 3
     text = _noise_markdown(list(checks.values()))
     assert "| MT baseline (`ufl/mt_baseline`) | PASCAL | 3 |" in text and "| ≤ 2 | **no** |" in text
+
+
+def test_report_numbers_have_no_negative_zero_and_scratch_rows_name_their_own_seed() -> None:
+    from medusa_mtl.reports.benchmark import _fmt, _scratch_markdown
+
+    assert _fmt(-0.0004, 2, True) == "+0.00" and _fmt(-0.0004) == "0.00" and _fmt(-0.006, 2, True) == "-0.01"
+    row = {"model": "mt_baseline", "ne": False, "semseg_miou": [40.0, 41.0], "depth_rmse": [0.6, 0.61],
+           "delta_m": [1.0, 2.0]}
+    tables = {"mtl": [dict(row, key="nyud/mt_baseline", seeds=[1, 2])],
+              "scratch": [dict(row, key="nyud/mt_baseline_scratch", seeds=[0], delta_m=[-9.0])]}
+    lines = _scratch_markdown(tables).splitlines()[2:]
+    # the scratch seed (0) is not among the pretrained row's seeds: each line names the seed it shows
+    assert "seed 1 | pretrained backbone" in lines[0] and "seed 0 | from scratch" in lines[1]

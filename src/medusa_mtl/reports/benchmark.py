@@ -371,6 +371,8 @@ def _or_nan(v: float | None) -> float:
 def _fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:
     if v is None:
         return "—"
+    if round(v, digits) == 0:
+        v = 0.0  # a mean of -0.0004 prints as 0.00 / +0.00, not -0.00
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
@@ -650,9 +652,9 @@ def _scratch_markdown(tables: dict[str, Any]) -> str:
         if twin is None:
             continue
         seed = r["seeds"][0]
-        i = twin["seeds"].index(seed) if seed in twin["seeds"] else 0
+        i = twin["seeds"].index(seed) if seed in twin["seeds"] else 0  # else the twin's first seed, labelled so
         for label, row, j in (("pretrained backbone", twin, i), ("from scratch", r, 0)):
-            lines.append(f"| {row['model']}{' (N+E)' if row['ne'] else ''}, seed {seed} | {label} | "
+            lines.append(f"| {row['model']}{' (N+E)' if row['ne'] else ''}, seed {row['seeds'][j]} | {label} | "
                          f"{_fmt(row['semseg_miou'][j])} | {_fmt(row['depth_rmse'][j], 3)} | "
                          f"{_fmt(row['delta_m'][j], 2, True)} |")
     return "\n".join(lines)
