@@ -182,10 +182,12 @@ def test_learned_table_never_prints_a_miss_as_the_bar() -> None:
 
 def test_growth_labels_and_measured_param_scaling() -> None:
     assert growth([1, 2, 3, 4])["label"] == "linear"
-    assert growth([1, 2, 4, 7])["label"] == "superlinear"
-    counts = param_counts(["medusa", "mtinet"], max_tasks=4)
+    assert growth([1, 2, 4, 7])["label"] == "quadratic"  # second differences 1, 1
+    assert growth([1, 2, 4, 8, 16])["label"] == "superlinear"  # growing, but not by a constant step
+    assert growth([1, 3, 4, 7])["label"] == "irregular"
+    counts = param_counts(["medusa", "mtinet"], max_tasks=5)
     assert growth(counts["medusa"])["label"] == "linear"
-    assert growth(counts["mtinet"])["label"] == "superlinear"
+    assert growth(counts["mtinet"])["label"] == "quadratic"
 
 
 def test_check_claims_reports_what_the_numbers_say() -> None:
