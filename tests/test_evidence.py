@@ -170,14 +170,14 @@ def test_learned_table_never_prints_a_miss_as_the_bar() -> None:
     from medusa_mtl.reports.benchmark import _checks_markdown
 
     checks = [{"model": "ST", "row": "nyud/single_task", "task": "depth", "metric": "rmse", "trivial": 1.152,
-               "worst_ratio": 0.5039, "required": 0.5, "learned": False},
+               "worst_ratio": 0.5039, "mean_ratio": 0.4997, "required": 0.5, "learned": False},
               {"model": "MT", "row": "nyud/mt_baseline", "task": "depth", "metric": "rmse", "trivial": 1.152,
                "worst_ratio": 0.4767, "required": 0.5, "learned": True},
               {"model": "X", "row": "ufl/x", "task": "human_parts", "metric": "mIoU", "trivial": 13.1,
                "worst_ratio": 2.0, "required": 2.0, "learned": True}]
     lines = _checks_markdown(checks).splitlines()[2:]
-    assert "| 0.504x | ≤ 0.5x | **no** |" in lines[0]
-    assert "| 0.48x | ≤ 0.5x | yes |" in lines[1] and "| 2.00x | ≥ 2.0x | yes |" in lines[2]
+    assert "| 0.504x | 0.500x | ≤ 0.5x | **no** |" in lines[0]  # the bar is the worst seed's; the mean beside it
+    assert "| 0.48x | — | ≤ 0.5x | yes |" in lines[1] and "| 2.00x | — | ≥ 2.0x | yes |" in lines[2]
 
 
 def test_growth_labels_and_measured_param_scaling() -> None:
@@ -415,3 +415,15 @@ def test_report_numbers_have_no_negative_zero_and_scratch_rows_name_their_own_se
     lines = _scratch_markdown(tables).splitlines()[2:]
     # the scratch seed (0) is not among the pretrained row's seeds: each line names the seed it shows
     assert "seed 1 | pretrained backbone" in lines[0] and "seed 0 | from scratch" in lines[1]
+
+
+def test_learned_check_records_the_worst_seed_and_the_mean() -> None:
+    from medusa_mtl.reports.benchmark import learned_flags
+
+    tables = {"mtl": [{"key": "nyud/single_task", "model": "ST", "semseg_miou": [30.0, 31.0],
+                       "depth_rmse": [0.58, 0.56]}], "ufl": []}
+    trivial = {"nyud": {"semseg": {"mIoU": 3.0}, "depth": {"rmse": 1.14}}}
+    flags, checks = learned_flags(tables, trivial)
+    depth = next(c for c in checks if c["task"] == "depth")
+    assert depth["worst_ratio"] == pytest.approx(0.58 / 1.14) and depth["mean_ratio"] == pytest.approx(0.57 / 1.14)
+    assert depth["learned"] is False and flags["mtl"]["nyud/single_task"]["depth"] == " (below target)"
