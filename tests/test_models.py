@@ -640,3 +640,18 @@ def test_download_source_of_hub_names_and_tags(no_network) -> None:
     assert "models--timm--resnet18.tv_in1k" in why_download_cannot_work("resnet18.tv_in1k")
     assert "models--someone--weights" in why_download_cannot_work("hf-hub:someone/weights@v1")
     assert why_download_cannot_work("no_such_timm_model") is None  # no weights entry: timm decides (and names it)
+
+
+@pytest.mark.parametrize("option", ["cache_dir", "pretrained_cfg_overlay", "pretrained_cfg"])
+def test_pretrained_weights_from_another_source_or_cache_are_left_to_timm(no_network, tmp_path, option) -> None:
+    """timm options that point the download elsewhere (another cache folder, a local file, another tag) are
+    not what the offline check looks at: the weights may be there, so timm decides (it was a DownloadError)."""
+    from medusa_mtl.models.backbone import Backbone
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save({}, weights)
+    value = {"cache_dir": str(tmp_path / "my_cache"), "pretrained_cfg_overlay": {"file": str(weights)},
+             "pretrained_cfg": "tv_in1k"}[option]
+    with pytest.raises(DownloadError, match="stands in for"):
+        Backbone("resnet18", pretrained=True, **{option: value})
+    assert no_network[-1] == ("resnet18", True)

@@ -105,7 +105,7 @@ class Backbone(nn.Module):
             by_hand = ("Without network access, download the weights elsewhere (e.g. "
                        f"torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'w.pth') on a machine "
                        "with it) and pass the file with --model.pretrained_file PATH (pretrained_file=PATH in Python).")
-            offline = why_download_cannot_work(name)
+            offline = why_download_cannot_work(name, timm_kwargs)
             if offline is not None:  # known at once; the hub client would retry for ~50 s first
                 raise DownloadError(f"could not load timm's pretrained weights for {name!r}: {offline}. {by_hand}")
             try:

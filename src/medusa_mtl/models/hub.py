@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 __all__ = ["why_download_cannot_work"]
+
+# timm options that take the weights from elsewhere than the name's default source: another tag
+# (pretrained_cfg="tv_in1k"), a local file or another URL (pretrained_cfg_overlay), another cache folder (cache_dir)
+_SOURCE_OPTIONS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
@@ -58,14 +64,17 @@ def _source(name: str) -> tuple[str, Path] | None:
     return None
 
 
-def why_download_cannot_work(name: str) -> str | None:
+def why_download_cannot_work(name: str, timm_kwargs: Mapping[str, Any] | None = None) -> str | None:
     """Why timm's download of ``name``'s pretrained weights cannot work on this machine, or ``None`` when it
-    may (the host resolves, a proxy is configured, the weights are cached, or the source is unknown).
+    may (the host resolves, a proxy is configured, the weights are cached, the source is unknown, or
+    ``timm_kwargs``, the options given to ``timm.create_model``, point timm at another source or cache).
 
     Example:
         >>> why_download_cannot_work("resnet18") is None or "does not resolve" in why_download_cannot_work("resnet18")
         True
     """
+    if any((timm_kwargs or {}).get(option) is not None for option in _SOURCE_OPTIONS):
+        return None  # not the source or cache looked at here: timm's to decide
     if any(os.environ.get(v) for v in _PROXY_VARIABLES):
         return None  # the proxy resolves names, not this machine
     source = _source(name)
