@@ -655,3 +655,20 @@ def test_pretrained_weights_from_another_source_or_cache_are_left_to_timm(no_net
     with pytest.raises(DownloadError, match="stands in for"):
         Backbone("resnet18", pretrained=True, **{option: value})
     assert no_network[-1] == ("resnet18", True)
+
+
+def test_a_proxy_from_the_system_settings_is_left_to_timm(no_network, monkeypatch) -> None:
+    """The hub client (httpx) and torch.hub (urllib) take their proxy from ``urllib.request.getproxies()``: on
+    macOS and Windows the system's proxy settings, with no ``*_proxy`` variable set. Names then resolve at the
+    proxy, not here: timm decides (it was a DownloadError saying the host does not resolve)."""
+    import urllib.request
+
+    from medusa_mtl.models.backbone import Backbone
+
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": "http://proxy.corp.example:8080"})
+    with pytest.raises(DownloadError, match="stands in for"):
+        Backbone("resnet18", pretrained=True)
+    assert no_network[-1] == ("resnet18", True)
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {"no": "localhost", "ftp": "http://ftp.example:21"})
+    with pytest.raises(DownloadError, match="does not resolve"):  # no proxy for http(s): decided here
+        Backbone("resnet18", pretrained=True)

@@ -9,8 +9,8 @@ weights entry for) is left to timm.
 
 from __future__ import annotations
 
-import os
 import socket
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,12 @@ __all__ = ["why_download_cannot_work"]
 # (pretrained_cfg="tv_in1k"), a local file or another URL (pretrained_cfg_overlay), another cache folder (cache_dir)
 _SOURCE_OPTIONS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+def _proxy_configured() -> bool:
+    """A proxy for http(s), as the hub client (httpx) and torch.hub (urllib) find one: ``*_proxy`` variables in any
+    letter case, and on macOS / Windows the system's proxy settings."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("https", "http", "all"))
 
 
 def _resolves(host: str) -> bool:
@@ -75,7 +80,7 @@ def why_download_cannot_work(name: str, timm_kwargs: Mapping[str, Any] | None = 
     """
     if any((timm_kwargs or {}).get(option) is not None for option in _SOURCE_OPTIONS):
         return None  # not the source or cache looked at here: timm's to decide
-    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+    if _proxy_configured():
         return None  # the proxy resolves names, not this machine
     source = _source(name)
     if source is None:
