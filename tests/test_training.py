@@ -652,3 +652,15 @@ def test_default_checkpoint_folder_is_decided_in_one_place(trainer, folder, last
 
 def _as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list | tuple) else [value]
+
+
+def test_a_class_path_that_does_not_import_is_left_to_lightning(tmp_path: Path, monkeypatch) -> None:
+    """A ``class_path`` the check cannot import (a module that fails, a name it does not have) counts by its class
+    name alone; the import error is LightningCLI's to report, naming the class path, not a traceback from here."""
+    (tmp_path / "broken_callbacks.py").write_text("raise RuntimeError('broken on import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for path in ("broken_callbacks.MyCheckpoint", f"{__name__}.NoSuchCallback", "no_such_package_x.ModelCheckpoint"):
+        trainer = {"callbacks": [{"class_path": path}]}
+        own = path.endswith("ModelCheckpoint")
+        assert default_checkpoint_dir(trainer) == (None if own else Path("runs/checkpoints")), path
+        assert last_checkpoint_file(trainer) == (None if own else Path("runs/checkpoints/last.ckpt")), path
