@@ -639,6 +639,7 @@ def test_download_source_of_hub_names_and_tags(no_network) -> None:
     assert "models--timm--resnet18.a1_in1k" in why_download_cannot_work("resnet18")
     assert "models--timm--resnet18.tv_in1k" in why_download_cannot_work("resnet18.tv_in1k")
     assert "models--someone--weights" in why_download_cannot_work("hf-hub:someone/weights@v1")
+    assert "models--someone--weights" in why_download_cannot_work("hf_hub:someone/weights")  # timm's older spelling
     assert why_download_cannot_work("no_such_timm_model") is None  # no weights entry: timm decides (and names it)
 
 

@@ -44,7 +44,9 @@ def _source(name: str) -> tuple[str, Path] | None:
         from huggingface_hub import constants
     except ImportError:  # timm without the hub client downloads by URL only
         constants = None
-    repo = name[len("hf-hub:"):].split("@")[0] if name.startswith("hf-hub:") else None
+    # "hf_hub:" is timm's older spelling of "hf-hub:" (both taken by timm and the Backbone)
+    hub_name = name.startswith(("hf-hub:", "hf_hub:"))
+    repo = name[len("hf-hub:"):].split("@")[0] if hub_name else None
     url = None
     if repo is None:
         import timm.models
