@@ -673,3 +673,22 @@ def test_a_proxy_from_the_system_settings_is_left_to_timm(no_network, monkeypatc
     monkeypatch.setattr(urllib.request, "getproxies", lambda: {"no": "localhost", "ftp": "http://ftp.example:21"})
     with pytest.raises(DownloadError, match="does not resolve"):  # no proxy for http(s): decided here
         Backbone("resnet18", pretrained=True)
+
+
+def test_an_hf_hub_name_offline_fails_before_timm_reaches_the_hub(no_network, monkeypatch) -> None:
+    """For an ``hf-hub:`` name timm downloads the model's config.json even with pretrained=False: the Backbone's
+    probe build did, with the hub client's retries, and failed as "cannot be built with features_only=True"."""
+    import timm
+
+    from medusa_mtl.models.backbone import Backbone
+
+    builds: list[str] = []
+
+    def needs_the_hub(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        builds.append(name)
+        raise OSError("config.json: LocalEntryNotFoundError (stands in for the retries)")
+
+    monkeypatch.setattr(timm, "create_model", needs_the_hub)
+    with pytest.raises(DownloadError, match="huggingface.co does not resolve") as err:
+        Backbone("hf-hub:timm/resnet18.a1_in1k", pretrained=True)
+    assert "models--timm--resnet18.a1_in1k" in str(err.value) and builds == []

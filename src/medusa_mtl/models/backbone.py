@@ -85,6 +85,14 @@ class Backbone(nn.Module):
         if reserved:
             raise ValueError(f"option(s) {reserved}: set by the backbone wrapper itself (the last four feature levels "
                              "are used), not options to pass")
+        by_hand = ("Without network access, download the weights elsewhere (e.g. "
+                   f"torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'w.pth') on a machine "
+                   "with it) and pass the file with --model.pretrained_file PATH (pretrained_file=PATH in Python).")
+        if pretrained:
+            # before the probe below: for an hf-hub: name it downloads the model's config.json, with the same retries
+            offline = why_download_cannot_work(name, timm_kwargs)
+            if offline is not None:  # known at once; the hub client would retry for ~50 s first
+                raise DownloadError(f"could not load timm's pretrained weights for {name!r}: {offline}. {by_hand}")
         try:
             probe = timm.create_model(name, pretrained=False, **kwargs)
         except TypeError as err:
@@ -102,12 +110,6 @@ class Backbone(nn.Module):
             raise ValueError(f"backbone {name!r} gives {n} feature levels; at least 4 are needed")
         out_indices = tuple(range(n - 4, n)) if not name.startswith("hrnet") else (1, 2, 3, 4)
         if pretrained:
-            by_hand = ("Without network access, download the weights elsewhere (e.g. "
-                       f"torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'w.pth') on a machine "
-                       "with it) and pass the file with --model.pretrained_file PATH (pretrained_file=PATH in Python).")
-            offline = why_download_cannot_work(name, timm_kwargs)
-            if offline is not None:  # known at once; the hub client would retry for ~50 s first
-                raise DownloadError(f"could not load timm's pretrained weights for {name!r}: {offline}. {by_hand}")
             try:
                 self.body = timm.create_model(name, pretrained=True, out_indices=out_indices, **kwargs)
             except Exception as err:
