@@ -508,6 +508,9 @@ def test_transformer_sizes_and_tagged_names() -> None:
     assert Backbone("resnet18.a1_in1k").channels == Backbone("resnet18").channels
     with pytest.raises(ValueError, match="unknown backbone 'resnet19.a1_in1k'"):
         Backbone("resnet19.a1_in1k")
+    # an unknown tag was "cannot be built with features_only=True: Invalid pretrained tag"
+    with pytest.raises(ValueError, match=r"resnet18 has no pretrained tag 'nosuch'; its tags: a1_in1k, .*tv_in1k"):
+        Backbone("resnet18.nosuch")
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
