@@ -184,6 +184,7 @@ def test_growth_labels_and_measured_param_scaling() -> None:
     assert growth([1, 2, 3, 4])["label"] == "linear"
     assert growth([1, 2, 4, 7])["label"] == "quadratic"  # second differences 1, 1
     assert growth([1, 2, 4, 8, 16])["label"] == "superlinear"  # growing, but not by a constant step
+    assert growth([1, 2, 4])["label"] == "superlinear"  # one second difference: constant is not shown
     assert growth([1, 3, 4, 7])["label"] == "irregular"
     counts = param_counts(["medusa", "mtinet"], max_tasks=5)
     assert growth(counts["medusa"])["label"] == "linear"

@@ -134,9 +134,9 @@ def growth(counts: Sequence[float]) -> dict[str, Any]:
     """How a count grows with T = 1..n: increments, second differences and a label.
 
     "linear" when every second difference is below 0.5 % of the mean increment; "quadratic" when they are all
-    positive beyond that and each within 5 % of their mean (constant second differences: the first may differ a
-    little, e.g. MTI-Net has no distillation at T = 1); "superlinear" when they are all positive but not constant;
-    else "irregular".
+    positive beyond that and each within 5 % of their mean (constant second differences, at least two of them: the
+    first may differ a little, e.g. MTI-Net has no distillation at T = 1); "superlinear" when they are all positive
+    but not shown constant; else "irregular".
     """
     inc = [b - a for a, b in zip(counts, counts[1:], strict=False)]
     second = [b - a for a, b in zip(inc, inc[1:], strict=False)]
@@ -146,7 +146,8 @@ def growth(counts: Sequence[float]) -> dict[str, Any]:
     if all(abs(s) <= tol for s in second):
         label = "linear"
     elif all(s > tol for s in second):
-        label = "quadratic" if all(abs(s - mean_second) <= 0.05 * mean_second for s in second) else "superlinear"
+        constant = len(second) >= 2 and all(abs(s - mean_second) <= 0.05 * mean_second for s in second)
+        label = "quadratic" if constant else "superlinear"  # one second difference cannot show it is constant
     else:
         label = "irregular"
     return {"counts": list(counts), "increments": inc, "second_differences": second, "label": label}
