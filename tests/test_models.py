@@ -695,3 +695,24 @@ def test_an_hf_hub_name_offline_fails_before_timm_reaches_the_hub(no_network, mo
     with pytest.raises(DownloadError, match="huggingface.co does not resolve") as err:
         Backbone("hf-hub:timm/resnet18.a1_in1k", pretrained=True)
     assert "models--timm--resnet18.a1_in1k" in str(err.value) and builds == []
+
+
+def test_a_resolver_that_hangs_leaves_the_download_to_timm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    from medusa_mtl.models import hub
+
+    release = threading.Event()
+
+    def hanging(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        assert hub._resolves("huggingface.co", timeout=0.2) is True  # undecided: timm's client decides
+    finally:
+        release.set()
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(socket.gaierror(-2, "no")))
+    assert hub._resolves("huggingface.co", timeout=5) is False

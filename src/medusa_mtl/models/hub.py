@@ -10,6 +10,7 @@ weights entry for) is left to timm.
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,12 +31,23 @@ def _proxy_configured() -> bool:
     return any(proxies.get(scheme) for scheme in ("https", "http", "all"))
 
 
-def _resolves(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return False
-    return True
+def _resolves(host: str, timeout: float = 10.0) -> bool:
+    """Whether ``host`` resolves; a resolver still busy after ``timeout`` seconds counts as resolving (undecided:
+    left to timm), as getaddrinfo itself has no timeout."""
+    answer: list[bool] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            answer.append(False)
+        else:
+            answer.append(True)
+
+    worker = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return answer[0] if answer else True
 
 
 def _source(name: str) -> tuple[str, Path] | None:
