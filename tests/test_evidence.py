@@ -279,6 +279,11 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     (lambda p: p.update(skip=["nyud/mt_baselin"]), "skip must be a list of row names (nyud/medusa"),
     (lambda p: p.update(one_seed=["bogus/row"]), "one_seed must be a list of row names"),
     (lambda p: p.update(seeds=[0, 0]), "'seeds' repeats a seed ([0, 0])"),  # one run counted as two seeds
+    # misspelt keys were read by nothing: the defaults ran, and the report named the profile's settings
+    (lambda p: p.update(bn_momentun=0.1), "unknown key(s) ['bn_momentun'] in the profile"),
+    (lambda p: p["data"]["nyud"].update(scale=[1.0]), "unknown key(s) ['scale'] in data.nyud"),
+    (lambda p: p["loader"].update(chache=True), "unknown key(s) ['chache'] in loader"),
+    (lambda p: p["st_pascal"].update(momentun=0.5), "unknown key(s) ['momentun'] in st_pascal"),
 ])
 def test_profile_mistakes_are_named_before_any_work(tmp_path: Path, edit: Any, message: str) -> None:
     """Each was a TypeError / KeyError traceback (some after pretraining and data generation), a mangled size,

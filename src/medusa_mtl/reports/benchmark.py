@@ -46,6 +46,15 @@ METHODS: list[tuple[str, str, str, bool]] = [
 ]
 
 
+# Every key a profile may set, and where it is read (a key outside these sets is refused: nothing would read it).
+PROFILE_KEYS = {"profile", "seed", "seeds", "data", "loader", "pretrain", "pretrain_prefer", "mtl", "st_pascal", "ufl",
+                "predict_images", "one_seed", "skip", "scratch_check", "hrnet_form", "bn_momentum"}
+DATA_KEYS = {"num_train", "num_val", "size", "scales"}  # dataset_root, ensure_dataset, MultiTaskDataModule
+LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
+# epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
+OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power"}
+
+
 @dataclass
 class Run:
     """One training run of the benchmark (one seed of one row)."""
@@ -123,10 +132,20 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         if not ok:
             fail(key, f"a number {'>' if low_open else '>='} {low:g}", value)
 
+    def known_keys(where: str, mapping: dict[str, Any], allowed: set[str]) -> None:
+        # a misspelt key (bn_momentun, loader.chache, data.nyud.scale) was read by nothing: the run went on with
+        # the default, and the report described settings that were never used
+        unknown = sorted(set(mapping) - allowed)
+        if unknown:
+            raise ConfigError(f"profile {name!r}: unknown key(s) {unknown} in {where}; known: {sorted(allowed)}")
+
+    known_keys("the profile", profile, PROFILE_KEYS)
     count("seed", profile["seed"], 0)
     data = section("data", profile["data"])
+    known_keys("data", data, {"nyud", "pascal"})
     for dataset in ("nyud", "pascal"):
         spec = section(f"data.{dataset}", data.get(dataset))
+        known_keys(f"data.{dataset}", spec, DATA_KEYS)
         for key in ("num_train", "num_val"):
             count(f"data.{dataset}.{key}", spec.get(key))
         size = spec.get("size")
@@ -137,6 +156,7 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
                 isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in spec["scales"])):
             fail(f"data.{dataset}.scales", "a non-empty list of positive numbers", spec["scales"])
     loader = section("loader", profile["loader"])
+    known_keys("loader", loader, LOADER_KEYS)
     count("loader.batch_size", loader.get("batch_size"))
     count("loader.num_workers", loader.get("num_workers"), 0)
     if "eval_batch_size" in loader:
@@ -146,6 +166,7 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         fail("loader.val_fraction", "a number strictly between 0 and 1", fraction)
     for group in ("mtl", "st_pascal", "ufl"):
         cfg = section(group, profile[group])
+        known_keys(group, cfg, OPTIM_KEYS)
         count(f"{group}.epochs", cfg.get("epochs"))
         if cfg.get("optimizer") not in ("adam", "sgd"):
             fail(f"{group}.optimizer", "'adam' or 'sgd'", cfg.get("optimizer"))
