@@ -433,3 +433,53 @@ def test_learned_check_records_the_worst_seed_and_the_mean() -> None:
     depth = next(c for c in checks if c["task"] == "depth")
     assert depth["worst_ratio"] == pytest.approx(0.58 / 1.14) and depth["mean_ratio"] == pytest.approx(0.57 / 1.14)
     assert depth["learned"] is False and flags["mtl"]["nyud/single_task"]["depth"] == " (below target)"
+
+
+def test_plan_lists_the_runs_and_what_a_run_would_reuse(tmp_path: Path, capsys: Any) -> None:
+    """``medusa benchmark --plan`` trains, generates and pretrains nothing; a run it calls reused is one
+    :func:`execute_run` returns from its result.json (same settings fingerprint), for NYUD and UFL runs alike."""
+    import argparse
+
+    from medusa_mtl.engine.pretrain import cached_path
+    from medusa_mtl.reports import benchmark
+
+    profile = benchmark.load_profile("quick")
+    cache, out = tmp_path / "pretrained", tmp_path / "out"
+    methods = ["single_task", "medusa"]
+    fingerprints = benchmark.plan_fingerprints(profile, methods, cache, jobs=1)
+    pre = str(cached_path(benchmark._pretrain_settings(profile, cache), cache))
+    runs = {run.key: run for run in benchmark.plan_runs(methods, profile)}
+    results: dict[str, Any] = {}
+    for key in ("nyud/medusa_ne/s0", "ufl/medusa/s0"):
+        record = {"key": key, "fingerprint": fingerprints[key], "test": {}}
+        path = out / "runs" / key / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record))
+        # another fingerprint would train (and fail here: no dataset roots are given)
+        assert benchmark.execute_run(runs[key], profile, {}, out, results, lambda m: None, progress=False,
+                                     pretrained_file=pre) == record
+        results[key] = record
+    half = out / "runs" / "nyud" / "single_task" / "s0"
+    (half / "checkpoints").mkdir(parents=True)
+    (half / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (half / "fingerprint").write_text(fingerprints["nyud/single_task/s0"] + "\n")
+    lines = benchmark.plan_lines(profile, methods, out, cache, jobs=1)
+    by_key = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert set(by_key) == set(runs)
+    assert "reused" in by_key["nyud/medusa_ne/s0"] and "reused" in by_key["ufl/medusa/s0"]
+    assert "resumes" in by_key["nyud/single_task/s0"] and "to train" in by_key["nyud/medusa/s0"]
+    assert "5 epochs x   18 steps =     90 steps" in by_key["nyud/medusa/s0"]  # 160 - 16 held out, batch 8
+    assert lines[-1].startswith(f"{len(runs)} runs: 2 reused, 1 resumed, {len(runs) - 3} to train")
+    # other settings: nothing is reused (a UFL run's fingerprint follows its source's)
+    profile["mtl"]["lr"] = 2.0e-3
+    lines = benchmark.plan_lines(profile, methods, out, cache, jobs=1)
+    assert lines[-1].startswith(f"{len(runs)} runs: 0 reused, 0 resumed, {len(runs)} to train")
+    # the command: nothing generated, nothing pretrained
+    parser = argparse.ArgumentParser()
+    benchmark.add_benchmark_arguments(parser)
+    args = parser.parse_args(["--profile", "quick", "--plan", "--models", "medusa", "--jobs", "1", "--out", str(out),
+                              "--data-dir", str(tmp_path / "data"), "--pretrain-cache", str(cache)])
+    assert benchmark.run_benchmark(args) == 0
+    printed = capsys.readouterr().out
+    assert "absent: pretrained first" in printed and "ufl/medusa/s0" in printed and "2 reused" in printed
+    assert not (tmp_path / "data").exists() and not cache.exists()

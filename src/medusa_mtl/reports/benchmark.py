@@ -822,6 +822,9 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the shared pretrained backbone is cached (see `medusa pretrain`)")
     parser.add_argument("--jobs", type=positive_int, default=None,
                         help="runs trained at once, one torch thread each (default: 2 on a multi-core CPU, 1 on GPU)")
+    parser.add_argument("--plan", action="store_true",
+                        help="train nothing: print every run of the profile (epochs, optimizer steps, and whether a "
+                             "finished result in --out is reused or a checkpoint resumed) and exit")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rewrite REPORT.md in --out from its results.json with this version's "
                              "report code (figures already in --out are reused)")
@@ -846,6 +849,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
             raise ConfigError(f"--models: unknown {bad}; known: {known}")
         if "single_task" not in methods:
             methods = ["single_task", *methods]  # Δm needs the single-task references
+    if getattr(args, "plan", False):
+        jobs = args.jobs if args.jobs is not None else _default_jobs()
+        print("\n".join(plan_lines(profile, methods, Path(args.out), Path(args.pretrain_cache), jobs)), flush=True)
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _quiet_lightning()
@@ -999,16 +1006,82 @@ def _git_commit() -> str | None:
         return None
 
 
-def _pretrained_backbone(profile: dict[str, Any], cache: Path, log: Any) -> tuple[str | None, dict[str, Any] | None]:
-    """The shared pretrained backbone of the profile (``pretrain:``), made once and cached.
+def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, cache: Path, jobs: int) -> list[str]:
+    """What ``medusa benchmark`` would do with these settings, without doing any of it (``--plan``): one line per
+    run (epochs, optimizer steps, and whether ``out`` holds its finished result for the same settings, which is
+    reused, or checkpoints of the same settings, which are resumed), then the totals.
 
-    ``pretrain_prefer: <profile>`` uses that profile's backbone when it is already cached (e.g. the quick
-    profile reuses the standard profile's) and otherwise makes the profile's own, cheaper one.
+    The settings fingerprints are those :func:`execute_run` computes (torch threads: 1 per job with ``jobs`` > 1).
     """
-    from ..engine.pretrain import PretrainSettings, cached_path, ensure_pretrained, pretrain_record
+    import torch
+
+    from ..engine.pretrain import cached_path
+
+    settings = _pretrain_settings(profile, cache)
+    pre_file = cached_path(settings, cache) if settings is not None else None
+    threads = 1 if jobs > 1 else torch.get_num_threads()
+    lines = [f"profile {profile['profile']}: data seed {profile['seed']}, training seeds {profile.get('seeds')}, "
+             f"{jobs} job(s) at a time, {threads} torch thread(s) per run"]
+    if pre_file is not None:
+        there = pre_file.is_file() and pre_file.with_suffix(".json").is_file()
+        lines.append(f"pretrained backbone {pre_file}: "
+                     + ("cached" if there else "absent: pretrained first (on the CPU)"))
+    fingerprints = plan_fingerprints(profile, methods, cache, jobs)
+    counts = {"reused": 0, "resumed": 0, "new": 0}
+    steps_left = 0
+    for run in plan_runs(methods, profile):
+        fp = fingerprints[run.key]
+        spec = profile["data"][run.dataset]
+        n_train = spec["num_train"] - min(max(1, round(profile["loader"]["val_fraction"] * spec["num_train"])),
+                                          spec["num_train"] - 1)
+        batch = int(profile["loader"]["batch_size"])
+        per_epoch = n_train // batch if n_train > batch else 1  # the train loader drops its last partial batch
+        epochs = int(profile[run.group]["epochs"])
+        run_dir = out / "runs" / run.key
+        record = run_dir / "result.json"
+        stamp = run_dir / "fingerprint"
+        if record.is_file() and json.loads(record.read_text()).get("fingerprint") == fp:
+            status = "reused (finished, same settings)"
+            counts["reused"] += 1
+        elif (run_dir / "checkpoints" / "last.ckpt").is_file() and stamp.is_file() and stamp.read_text().strip() == fp:
+            status = "resumes from its last.ckpt"
+            counts["resumed"] += 1
+            steps_left += epochs * per_epoch  # an upper bound: the epochs already done are skipped
+        else:
+            status = "to train"
+            counts["new"] += 1
+            steps_left += epochs * per_epoch
+        lines.append(f"  {run.key:<32} {run.group:<9} {epochs:>3} epochs x {per_epoch:>4} steps = "
+                     f"{epochs * per_epoch:>6} steps  {status}")
+    lines.append(f"{sum(counts.values())} runs: {counts['reused']} reused, {counts['resumed']} resumed, "
+                 f"{counts['new']} to train; at most {steps_left} optimizer steps "
+                 f"(batch {profile['loader']['batch_size']}) left to train")
+    return lines
+
+
+def plan_fingerprints(profile: dict[str, Any], methods: list[str] | None, cache: Path, jobs: int) -> dict[str, str]:
+    """The settings fingerprint :func:`execute_run` gives each run of the plan (run key -> fingerprint)."""
+    import torch
+
+    from ..engine.pretrain import cached_path
+
+    settings = _pretrain_settings(profile, cache)
+    pre_file = cached_path(settings, cache) if settings is not None else None
+    threads = 1 if jobs > 1 else torch.get_num_threads()
+    fingerprints: dict[str, str] = {}
+    for run in plan_runs(methods, profile):
+        init = str(pre_file) if (pre_file is not None and run.pretrained and run.group != "ufl") else None
+        fingerprints[run.key] = _fingerprint(run, profile, init, fingerprints.get(run.source or ""), threads)
+    return fingerprints
+
+
+def _pretrain_settings(profile: dict[str, Any], cache: Path) -> Any:
+    """The :class:`~medusa_mtl.engine.pretrain.PretrainSettings` of the profile's shared backbone (None without
+    ``pretrain:``): ``pretrain_prefer: <profile>``'s when that one is cached with the same HRNet form."""
+    from ..engine.pretrain import PretrainSettings, cached_path
 
     if not profile.get("pretrain"):
-        return None, None
+        return None
 
     def settings_of(p: dict[str, Any]) -> PretrainSettings:  # the profile's HRNet form unless pretrain: says
         return PretrainSettings.from_dict({"hrnet_form": p.get("hrnet_form", "reference"), **p["pretrain"]})
@@ -1022,6 +1095,20 @@ def _pretrained_backbone(profile: dict[str, Any], cache: Path, log: Any) -> tupl
             path = cached_path(candidate, cache)
             if candidate.hrnet_form == settings.hrnet_form and path.is_file() and path.with_suffix(".json").is_file():
                 settings = candidate
+    return settings
+
+
+def _pretrained_backbone(profile: dict[str, Any], cache: Path, log: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """The shared pretrained backbone of the profile (``pretrain:``), made once and cached.
+
+    ``pretrain_prefer: <profile>`` uses that profile's backbone when it is already cached (e.g. the quick
+    profile reuses the standard profile's) and otherwise makes the profile's own, cheaper one.
+    """
+    from ..engine.pretrain import cached_path, ensure_pretrained, pretrain_record
+
+    settings = _pretrain_settings(profile, cache)
+    if settings is None:
+        return None, None
     path = cached_path(settings, cache)
     cached = path.is_file() and path.with_suffix(".json").is_file()
     path = ensure_pretrained(settings, cache, log=log)
