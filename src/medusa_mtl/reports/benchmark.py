@@ -815,7 +815,9 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default="data/synthetic", type=output_dir,
                         help="where the synthetic datasets live")
     parser.add_argument("--models", default=None, help="comma-separated subset of models (default: all)")
-    parser.add_argument("--seed", type=int, default=None, help="override the profile's seed")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="override the profile's data seed (`seed:`: the synthetic datasets and the held-out "
+                             "split); the training seeds are the profile's `seeds:`")
     parser.add_argument("--no-progress", action="store_true", help="no per-batch progress bars")
     parser.add_argument("--skip-resources", action="store_true", help="do not run the resource report")
     parser.add_argument("--pretrain-cache", default="data/pretrained", type=output_dir,
