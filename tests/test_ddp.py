@@ -87,7 +87,7 @@ def test_two_process_ddp_fit_matches_one_process(nyud12: Path, tmp_path: Path) -
     ckpt = str(ddp_run / "checkpoints" / "last.ckpt")
     rc, _, err = run_cli(["validate", *common_args(nyud12, val_run), "--trainer.devices", "1", "--ckpt_path", ckpt])
     assert rc == 0, err[-3000:]
-    two, single = val_row(ddp_run), val_row(val_run)
+    two, single = val_row(ddp_run), val_row(val_run / "validate")  # validate logs into <root>/validate
     assert {"val/loss", "val/semseg/mIoU", "val/depth/rmse"} <= set(two)
     assert two.keys() == single.keys()
     for k in two:

@@ -12,18 +12,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from ..engine.training import MultiTaskDataModule, MultiTaskModule, complete_trainer_config
 from ..errors import ConfigError
 from .configs import config_files, resolve_config_args
 
 
+class SaveRunConfig(SaveConfigCallback):
+    """``config.yaml`` is the fit's: the file ``medusa fit --config`` runs again. ``medusa validate|test`` log into
+    ``<default_root_dir>/validate`` (``/test``) and save their config there; where their log folder is the run
+    folder itself (``--trainer.logger false``) they save it as ``config.validate.yaml`` (``config.test.yaml``)
+    instead of replacing the fit's."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        stage_name = str(getattr(stage, "value", stage))  # a TrainerFn
+        if stage_name != "fit" and trainer.log_dir is not None and trainer.default_root_dir is not None \
+                and Path(trainer.log_dir).resolve() == Path(trainer.default_root_dir).resolve():
+            self.config_filename = f"config.{stage_name}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
 class MedusaCLI(LightningCLI):
     """LightningCLI with the project's trainer defaults (atomic checkpoints, last+best, TB+CSV loggers)."""
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-        return super()._instantiate_trainer(complete_trainer_config(config), callbacks)
+        # validate / test log into a sub-folder of the run: their metrics.csv, events and config.yaml replaced the
+        # fit's (its config.yaml then no longer fitted: `verbose` is not a fit option, and ckpt_path resumed)
+        sub = self.subcommand if self.subcommand not in (None, "fit") else None
+        return super()._instantiate_trainer(complete_trainer_config(config, log_subdir=sub), callbacks)
 
     def before_instantiate_classes(self) -> None:
         """The module's optimizer and poly schedule (``--model.optimizer`` / ``lr`` / ...) are the only ones:
@@ -105,6 +122,7 @@ def run_lightning_cli(argv: list[str]) -> int:
             MedusaCLI(
                 MultiTaskModule,
                 MultiTaskDataModule,
+                save_config_callback=SaveRunConfig,
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs=parser_kwargs,
                 seed_everything_default=0,

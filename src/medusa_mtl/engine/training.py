@@ -779,11 +779,13 @@ def last_checkpoint_file(config: Any) -> Path | None:
     return folder / "last.ckpt"
 
 
-def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
+def complete_trainer_config(config: dict[str, Any], log_subdir: str | None = None) -> dict[str, Any]:
     """Fill in the project's defaults where a Trainer config leaves them open.
 
     Atomic checkpoint I/O (always), last+best checkpoints, TensorBoard + CSV loggers, a progress bar, and
     :class:`~medusa_mtl.engine.reproducibility.EpochReseed` (a resumed epoch draws the same random numbers).
+    The default loggers write into ``default_root_dir``, or its sub-folder ``log_subdir`` when given (``medusa
+    validate|test`` use ``validate`` / ``test``, so that they leave the fit's ``metrics.csv`` and logs in place).
     """
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.plugins.io import CheckpointIO
@@ -799,7 +801,9 @@ def complete_trainer_config(config: dict[str, Any]) -> dict[str, Any]:
     root = config.get("default_root_dir") or "runs"
     if config.get("logger") in (None, True):
         # the CSV logger keeps an interrupted run's rows on resume (and its raw log as metrics.1.csv, ...)
-        config["logger"] = [TensorBoardLogger(root, name="", version=""), HistoryCSVLogger(root, name="", version="")]
+        version = log_subdir or ""
+        config["logger"] = [TensorBoardLogger(root, name="", version=version),
+                            HistoryCSVLogger(root, name="", version=version)]
     callbacks = _callbacks(config)
     checkpoint_dir = default_checkpoint_dir(config)
     if checkpoint_dir is not None:
