@@ -434,3 +434,11 @@ def test_a_saved_config_with_null_optimizer_keys_still_runs(good_nyud: Path, tmp
     cfg.write_text(saved)
     rc, again, err = run_cli(["fit", "--config", str(cfg), "--print_config"])
     assert rc == 0 and again == saved, err
+
+
+def test_early_stopping_on_a_metric_that_is_not_logged_is_one_clear_error(good_nyud: Path, tmp_path: Path) -> None:
+    # a ModelCheckpoint monitoring such a metric was one line already; EarlyStopping's RuntimeError was a traceback
+    rc, _, err = run_cli(fit_args(good_nyud, tmp_path / "run", "--trainer.callbacks+=EarlyStopping",
+                                  "--trainer.callbacks.monitor", "val/semseg/miou"))
+    assert_one_clear_error(rc, err, "fit", "Early stopping conditioned on metric `val/semseg/miou`",
+                           "`val/semseg/mIoU`")

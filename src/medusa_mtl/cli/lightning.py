@@ -138,6 +138,10 @@ def run_lightning_cli(argv: list[str]) -> int:
         print(f"medusa {cmd}: error: {message} (Lightning; see `medusa {cmd} --help`)", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as err:
+        if _monitor_not_logged(err):  # EarlyStopping's counterpart of ModelCheckpoint's MisconfigurationException
+            message = " ".join(str(err).split())
+            print(f"medusa {cmd}: error: {message} (Lightning; see `medusa {cmd} --help`)", file=sys.stderr)
+            return 2
         if not is_user_error(err):
             raise
         message = str(err)
@@ -147,6 +151,19 @@ def run_lightning_cli(argv: list[str]) -> int:
         print(f"medusa {cmd}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _monitor_not_logged(err: BaseException) -> bool:
+    """An ``EarlyStopping(monitor=...)`` of the config watching a metric the model does not log: a RuntimeError
+    raised by Lightning's check of the monitored metric (its message lists the metrics there are)."""
+    if type(err) is not RuntimeError:
+        return False
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame if tb is not None else None
+    return frame is not None and frame.f_globals.get("__name__") == "lightning.pytorch.callbacks.early_stopping" \
+        and frame.f_code.co_name == "_validate_condition_metric"
 
 
 def _check_yaml_files(argv: list[str]) -> None:
