@@ -57,3 +57,24 @@ def test_validate_and_test_in_the_run_folder_keep_the_fits_config_and_metrics(ny
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_validate_and_test_find_the_runs_best_checkpoint_by_name(nyud12: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rc, _, err = run_cli(["fit", *_fit_args(nyud12, run)])
+    assert rc == 0, err[-3000:]
+    config = str(run / "config.yaml")
+
+    def test_row(*ckpt: str) -> dict[str, str]:
+        rc, _, err = run_cli(["test", "--config", config, *ckpt])
+        assert rc == 0, err[-3000:]
+        (row,) = [r for r in _rows(run / "test" / "metrics.csv") if r.get("test/loss")]
+        return row
+
+    # as `--ckpt_path last` does: the best.ckpt of the run folder (Lightning's "best" knew only a fit in the same
+    # process: a ValueError traceback)
+    assert test_row("--ckpt_path", "best") == test_row("--ckpt_path", str(run / "checkpoints" / "best.ckpt"))
+    rc, _, err = run_cli(["validate", "--config", config, "--ckpt_path", "best",
+                          "--trainer.default_root_dir", str(tmp_path / "elsewhere")])
+    assert rc == 2 and "Traceback" not in err, err[-3000:]
+    assert "medusa validate: error: --ckpt_path best: " in err and "give the checkpoint's path" in err

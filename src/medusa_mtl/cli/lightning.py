@@ -74,6 +74,18 @@ class MedusaCLI(LightningCLI):
             if candidate is not None and candidate.is_file():
                 ckpt_path = str(candidate)
                 self.config[sub]["ckpt_path"] = ckpt_path
+        if ckpt_path == "best" and sub in ("validate", "test"):
+            from ..engine.training import best_checkpoint_file
+
+            # Lightning's "best" is the best_model_path of a fit in the same process: a validate / test of its own
+            # stopped with a ValueError traceback ("ModelCheckpoint is not configured to save the best model")
+            candidate = best_checkpoint_file(self.config[sub].get("trainer"))
+            if candidate is not None:
+                if not candidate.is_file():
+                    raise ConfigError(f"--ckpt_path best: {candidate} does not exist (no run in this "
+                                      "--trainer.default_root_dir has validated yet); give the checkpoint's path")
+                ckpt_path = str(candidate)
+                self.config[sub]["ckpt_path"] = ckpt_path
         if not (ckpt_path and Path(ckpt_path).is_file()):
             return super()._parse_ckpt_path()
         before = _flat(self.config[sub].get("model"))

@@ -779,6 +779,17 @@ def last_checkpoint_file(config: Any) -> Path | None:
     return folder / "last.ckpt"
 
 
+def best_checkpoint_file(config: Any) -> Path | None:
+    """The ``best.ckpt`` the project's default checkpoint callbacks write for this Trainer config (see
+    :func:`default_checkpoint_dir`); ``None`` when the config brings a checkpoint callback of its own."""
+    from lightning.pytorch.callbacks import Checkpoint
+
+    folder = default_checkpoint_dir(config)
+    if folder is None or any(_is_callback(c, Checkpoint) for c in _callbacks(config)):
+        return None
+    return folder / "best.ckpt"
+
+
 def complete_trainer_config(config: dict[str, Any], log_subdir: str | None = None) -> dict[str, Any]:
     """Fill in the project's defaults where a Trainer config leaves them open.
 
