@@ -442,3 +442,11 @@ def test_early_stopping_on_a_metric_that_is_not_logged_is_one_clear_error(good_n
                                   "--trainer.callbacks.monitor", "val/semseg/miou"))
     assert_one_clear_error(rc, err, "fit", "Early stopping conditioned on metric `val/semseg/miou`",
                            "`val/semseg/mIoU`")
+
+
+def test_a_ckpt_path_keyword_with_nothing_to_find_is_one_clear_error(good_nyud: Path, tmp_path: Path) -> None:
+    # Lightning's ValueError for "best" in a fit / "hpc" without an HPC checkpoint was a traceback
+    rc, _, err = run_cli(fit_args(good_nyud, tmp_path / "run", "--ckpt_path", "best"))
+    assert_one_clear_error(rc, err, "fit", 'ckpt_path="best"', "ModelCheckpoint")
+    rc, _, err = run_cli(["test", *fit_args(good_nyud, tmp_path / "run")[1:], "--ckpt_path", "hpc"])
+    assert_one_clear_error(rc, err, "test", 'ckpt_path="hpc"', "no HPC checkpoint")

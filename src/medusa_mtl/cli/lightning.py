@@ -150,7 +150,7 @@ def run_lightning_cli(argv: list[str]) -> int:
         print(f"medusa {cmd}: error: {message} (Lightning; see `medusa {cmd} --help`)", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        if _monitor_not_logged(err):  # EarlyStopping's counterpart of ModelCheckpoint's MisconfigurationException
+        if _lightning_setting_error(err):
             message = " ".join(str(err).split())
             print(f"medusa {cmd}: error: {message} (Lightning; see `medusa {cmd} --help`)", file=sys.stderr)
             return 2
@@ -165,17 +165,25 @@ def run_lightning_cli(argv: list[str]) -> int:
     return 0
 
 
-def _monitor_not_logged(err: BaseException) -> bool:
-    """An ``EarlyStopping(monitor=...)`` of the config watching a metric the model does not log: a RuntimeError
-    raised by Lightning's check of the monitored metric (its message lists the metrics there are)."""
-    if type(err) is not RuntimeError:
-        return False
+#: (module, function) of the Lightning checks that raise a plain RuntimeError / ValueError about the user's settings:
+#: an EarlyStopping monitoring a metric the model does not log (ModelCheckpoint's counterpart is a
+#: MisconfigurationException), a --ckpt_path of "best" / "hpc" with nothing to find
+_LIGHTNING_SETTING_CHECKS = (
+    (RuntimeError, "lightning.pytorch.callbacks.early_stopping", "_validate_condition_metric"),
+    (ValueError, "lightning.pytorch.trainer.connectors.checkpoint_connector", "_parse_ckpt_path"),
+)
+
+
+def _lightning_setting_error(err: BaseException) -> bool:
+    """``err`` is one of Lightning's checks of a setting (see ``_LIGHTNING_SETTING_CHECKS``): its message is for the
+    user."""
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    frame = tb.tb_frame if tb is not None else None
-    return frame is not None and frame.f_globals.get("__name__") == "lightning.pytorch.callbacks.early_stopping" \
-        and frame.f_code.co_name == "_validate_condition_metric"
+    if tb is None:
+        return False
+    where = (tb.tb_frame.f_globals.get("__name__"), tb.tb_frame.f_code.co_name)
+    return any(type(err) is cls and where == (module, fn) for cls, module, fn in _LIGHTNING_SETTING_CHECKS)
 
 
 def _check_yaml_files(argv: list[str]) -> None:
