@@ -767,27 +767,26 @@ def default_checkpoint_dir(config: Any) -> Path | None:
     return Path(config.get("default_root_dir") or "runs") / "checkpoints"
 
 
-def last_checkpoint_file(config: Any) -> Path | None:
-    """The file Lightning's ``ckpt_path="last"`` resumes from for this Trainer config when it is decided by the
-    project's defaults (``<checkpoint dir>/last.ckpt``, see :func:`default_checkpoint_dir`); ``None`` when the
-    config brings a checkpoint callback of its own (an ``OnExceptionCheckpoint`` may hold a newer "last")."""
+def _own_default_file(config: Any, filename: str) -> Path | None:
     from lightning.pytorch.callbacks import Checkpoint
 
     folder = default_checkpoint_dir(config)
     if folder is None or any(_is_callback(c, Checkpoint) for c in _callbacks(config)):
         return None
-    return folder / "last.ckpt"
+    return folder / filename
+
+
+def last_checkpoint_file(config: Any) -> Path | None:
+    """The file Lightning's ``ckpt_path="last"`` resumes from for this Trainer config when it is decided by the
+    project's defaults (``<checkpoint dir>/last.ckpt``, see :func:`default_checkpoint_dir`); ``None`` when the
+    config brings a checkpoint callback of its own (an ``OnExceptionCheckpoint`` may hold a newer "last")."""
+    return _own_default_file(config, "last.ckpt")
 
 
 def best_checkpoint_file(config: Any) -> Path | None:
     """The ``best.ckpt`` the project's default checkpoint callbacks write for this Trainer config (see
     :func:`default_checkpoint_dir`); ``None`` when the config brings a checkpoint callback of its own."""
-    from lightning.pytorch.callbacks import Checkpoint
-
-    folder = default_checkpoint_dir(config)
-    if folder is None or any(_is_callback(c, Checkpoint) for c in _callbacks(config)):
-        return None
-    return folder / "best.ckpt"
+    return _own_default_file(config, "best.ckpt")
 
 
 def complete_trainer_config(config: dict[str, Any], log_subdir: str | None = None) -> dict[str, Any]:
