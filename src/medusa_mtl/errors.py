@@ -41,9 +41,16 @@ def is_user_error(err: BaseException) -> bool:
         # when a DataLoader worker re-raises them from torch's code
         return True
     if isinstance(err, ValueError) and mod == "builtins":
-        tb = err.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        origin = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
-        return origin.startswith("medusa_mtl")
+        origin = raised_in(err)
+        return origin is not None and origin[0].startswith("medusa_mtl")
     return False
+
+
+def raised_in(err: BaseException) -> tuple[str, str] | None:
+    """``(module, function)`` of the frame that raised ``err`` (the innermost of its traceback); None without one."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return None
+    return str(tb.tb_frame.f_globals.get("__name__", "")), tb.tb_frame.f_code.co_name

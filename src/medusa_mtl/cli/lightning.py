@@ -15,7 +15,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from ..engine.training import MultiTaskDataModule, MultiTaskModule, complete_trainer_config
-from ..errors import ConfigError
+from ..errors import ConfigError, raised_in
 from .configs import config_files, resolve_config_args
 
 
@@ -177,13 +177,9 @@ _LIGHTNING_SETTING_CHECKS = (
 def _lightning_setting_error(err: BaseException) -> bool:
     """``err`` is one of Lightning's checks of a setting (see ``_LIGHTNING_SETTING_CHECKS``): its message is for the
     user."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return False
-    where = (tb.tb_frame.f_globals.get("__name__"), tb.tb_frame.f_code.co_name)
-    return any(type(err) is cls and where == (module, fn) for cls, module, fn in _LIGHTNING_SETTING_CHECKS)
+    where = raised_in(err)
+    return where is not None and any(type(err) is cls and where == (module, fn)
+                                     for cls, module, fn in _LIGHTNING_SETTING_CHECKS)
 
 
 def _check_yaml_files(argv: list[str]) -> None:

@@ -617,7 +617,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         if len(train_all) < 2:
             raise ConfigError(f"{self.root}: the train split has {len(train_all)} ids; need at least 2")
         order = np.random.default_rng(self.seed).permutation(len(train_all))
-        n_val = min(max(1, int(round(self.val_fraction * len(train_all)))), len(train_all) - 1)
+        n_val = heldout_size(len(train_all), self.val_fraction)
         val = sorted(train_all[i] for i in order[:n_val])
         held = set(val)
         train = [i for i in train_all if i not in held]
@@ -703,6 +703,12 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)
+
+
+def heldout_size(num_train: int, val_fraction: float) -> int:
+    """How many of ``num_train`` training ids :class:`MultiTaskDataModule` holds out for validation: the rounded
+    fraction, at least one, and at least one id left to train on."""
+    return min(max(1, int(round(val_fraction * num_train))), num_train - 1)
 
 
 def _first_epoch(trainer: Any) -> int:

@@ -74,8 +74,9 @@ class Backbone(nn.Module):
         if not (name.startswith(("hf-hub:", "hf_hub:")) or timm.is_model(name.split(".")[0])):
             raise ValueError(f"unknown backbone {name!r}: not a timm model name (see timm.list_models())")
         arch, dot, tag = name.partition(".")
-        if dot and not name.startswith(("hf-hub:", "hf_hub:")) and name not in timm.list_pretrained(f"{arch}.*"):
-            tags = [t.partition(".")[2] for t in timm.list_pretrained(f"{arch}.*")]
+        tagged = timm.list_pretrained(f"{arch}.*") if dot and not name.startswith(("hf-hub:", "hf_hub:")) else None
+        if tagged is not None and name not in tagged:
+            tags = [t.partition(".")[2] for t in tagged]
             raise ValueError(f"backbone {name!r}: {arch} has no pretrained tag {tag!r}; its tags: "
                              f"{', '.join(tags) if tags else 'none'} (or the name without a tag)")
         kwargs: dict[str, Any] = dict(features_only=True, **timm_kwargs)

@@ -902,7 +902,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     wall = round(time.time() - start, 1)
     # the parent's torch_threads is not the workers': each run records its own (run_records[].torch_threads)
     prov = provenance(profile=profile["profile"], seed=seed, seeds=profile.get("seeds"), wall_time_s=wall,
-                      commit=_git_commit(), jobs=jobs, run_torch_threads=1 if jobs > 1 else torch.get_num_threads())
+                      commit=_git_commit(), jobs=jobs, run_torch_threads=_run_threads(jobs))
     write_json(out / "results.json", {
         "profile": profile["profile"], "wall_time_s": wall,
         "pretrain_wall_time_s": pre_record["wall_time_s"] if pre_record else None,
@@ -1015,27 +1015,23 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
 
     The settings fingerprints are those :func:`execute_run` computes (torch threads: 1 per job with ``jobs`` > 1).
     """
-    import torch
+    from ..engine.training import heldout_size
 
-    from ..engine.pretrain import cached_path
-
-    settings = _pretrain_settings(profile, cache)
-    pre_file = cached_path(settings, cache) if settings is not None else None
-    threads = 1 if jobs > 1 else torch.get_num_threads()
+    pre_file = _pretrain_file(profile, cache)
+    threads = _run_threads(jobs)
     lines = [f"profile {profile['profile']}: data seed {profile['seed']}, training seeds {profile.get('seeds')}, "
              f"{jobs} job(s) at a time, {threads} torch thread(s) per run"]
     if pre_file is not None:
         there = pre_file.is_file() and pre_file.with_suffix(".json").is_file()
         lines.append(f"pretrained backbone {pre_file}: "
                      + ("cached" if there else "absent: pretrained first (on the CPU)"))
-    fingerprints = plan_fingerprints(profile, methods, cache, jobs)
+    fingerprints = _fingerprints(profile, methods, pre_file, threads)
     counts = {"reused": 0, "resumed": 0, "new": 0}
     steps_left = 0
     for run in plan_runs(methods, profile):
         fp = fingerprints[run.key]
         spec = profile["data"][run.dataset]
-        n_train = spec["num_train"] - min(max(1, round(profile["loader"]["val_fraction"] * spec["num_train"])),
-                                          spec["num_train"] - 1)
+        n_train = spec["num_train"] - heldout_size(spec["num_train"], float(profile["loader"]["val_fraction"]))
         batch = int(profile["loader"]["batch_size"])
         per_epoch = n_train // batch if n_train > batch else 1  # the train loader drops its last partial batch
         epochs = int(profile[run.group]["epochs"])
@@ -1063,18 +1059,31 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
 
 def plan_fingerprints(profile: dict[str, Any], methods: list[str] | None, cache: Path, jobs: int) -> dict[str, str]:
     """The settings fingerprint :func:`execute_run` gives each run of the plan (run key -> fingerprint)."""
-    import torch
+    return _fingerprints(profile, methods, _pretrain_file(profile, cache), _run_threads(jobs))
 
-    from ..engine.pretrain import cached_path
 
-    settings = _pretrain_settings(profile, cache)
-    pre_file = cached_path(settings, cache) if settings is not None else None
-    threads = 1 if jobs > 1 else torch.get_num_threads()
+def _fingerprints(profile: dict[str, Any], methods: list[str] | None, pre_file: Path | None,
+                  threads: int) -> dict[str, str]:
     fingerprints: dict[str, str] = {}
     for run in plan_runs(methods, profile):
         init = str(pre_file) if (pre_file is not None and run.pretrained and run.group != "ufl") else None
         fingerprints[run.key] = _fingerprint(run, profile, init, fingerprints.get(run.source or ""), threads)
     return fingerprints
+
+
+def _run_threads(jobs: int) -> int:
+    """Torch threads of each run: one per run when several run at once, else the process's."""
+    import torch
+
+    return 1 if jobs > 1 else torch.get_num_threads()
+
+
+def _pretrain_file(profile: dict[str, Any], cache: Path) -> Path | None:
+    """Where the profile's shared pretrained backbone is (or will be) cached; None without ``pretrain:``."""
+    from ..engine.pretrain import cached_path
+
+    settings = _pretrain_settings(profile, cache)
+    return cached_path(settings, cache) if settings is not None else None
 
 
 def _pretrain_settings(profile: dict[str, Any], cache: Path) -> Any:
