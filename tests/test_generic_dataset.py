@@ -186,16 +186,20 @@ def test_cli_fit_evaluate_predict_on_a_dataset_yaml(roads: Path, tmp_path: Path)
         "--model.arch", "medusa", "--model.backbone", "test_efficientnet", "--model.edge_thresholds", "9",
         "--data.batch_size", "2", "--data.num_workers", "0", "--data.size", "[32, 32]",
         "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
-        "--trainer.enable_progress_bar", "false"])
+        "--trainer.enable_progress_bar", "false", "--seed_everything", "7"])
     assert rc == 0, err
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
+    # the training seed travels with the weights (config.yaml stays behind when a checkpoint is shared)
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["training_seed"] == 7
     forget_dataset("roads_t")
     rc, out, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(roads), "--num-workers", "0",
                             "--size", "32x32", "--out", str(tmp_path / "m.json")])
     assert rc == 0, err
-    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    written = json.loads((tmp_path / "m.json").read_text())
+    metrics = written["metrics"]
     assert set(metrics) == set(tasks.split(",")) and "rmse" in metrics["heat"] and "odsF" in metrics["outline"]
+    assert written["training_seed"] == 7
     rc, out, err = run_cli(["predict", "--ckpt", str(ckpt), "--images", str(roads.parent / "images"),
                             "--out", str(tmp_path / "pred"), "--raw"])
     assert rc == 0, err

@@ -213,7 +213,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".metrics.json")
     write_json(out, {
         "checkpoint": str(args.ckpt), "dataset": dataset, "data": str(args.data), "split": args.split,
-        "model": module.hparams.arch, "tasks": module.main_tasks, "metrics": results, "delta_m": dm,
+        "model": module.hparams.arch, "tasks": module.main_tasks, "training_seed": ckpt.get("training_seed"),
+        "metrics": results, "delta_m": dm,
         "num_images": len(loader.dataset), "wall_time_s": round(time.time() - start, 2),
         "provenance": provenance(),
     })

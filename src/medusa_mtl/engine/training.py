@@ -392,7 +392,11 @@ class MultiTaskModule(L.LightningModule):
         self._log_eval("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse to write weights that became NaN/inf: the last good checkpoint stays in place."""
+        """Refuse to write weights that became NaN/inf: the last good checkpoint stays in place. Record the
+        training seed (``training_seed``, None when no seed was set): config.yaml stays behind when a checkpoint
+        is shared, and `medusa evaluate` writes it into its results file."""
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        checkpoint["training_seed"] = global_seed() if seed is not None else None
         bad = [
             k for k, v in (checkpoint.get("state_dict") or {}).items()
             if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
