@@ -840,9 +840,24 @@ def complete_trainer_config(config: dict[str, Any], log_subdir: str | None = Non
     return config
 
 
+def default_device() -> str:
+    """The device :func:`make_trainer` trains on when no ``accelerator`` is given: ``"cuda"`` where CUDA is
+    available, else ``"cpu"`` (never MPS: that default is the CPU)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def trainer_device(trainer: Any) -> torch.device:
+    """The device ``trainer`` runs its module on (the strategy's root device: ``cuda:0`` for a one-GPU fit).
+
+    Lightning moves the module back to the CPU when ``fit`` ends; code that evaluates after a fit (the
+    benchmark's and ``medusa ufl``'s test scores) asks the trainer where the run trained, not the module."""
+    return trainer.strategy.root_device
+
+
 def make_trainer(**kwargs: Any) -> L.Trainer:
-    """A ``lightning.Trainer`` with the project's defaults (see :func:`complete_trainer_config`)."""
-    kwargs.setdefault("accelerator", "cpu" if not torch.cuda.is_available() else "auto")
+    """A ``lightning.Trainer`` with the project's defaults (see :func:`complete_trainer_config`); the accelerator
+    is the CPU unless CUDA is available (:func:`default_device`)."""
+    kwargs.setdefault("accelerator", "cpu" if default_device() == "cpu" else "auto")
     return L.Trainer(**complete_trainer_config(kwargs))
 
 

@@ -298,7 +298,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
 
     from ..engine.checkpoints import checkpoint_epoch
     from ..engine.evaluation import evaluate_module, load_module
-    from ..engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer
+    from ..engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer, trainer_device
     from ..engine.ufl import ufl_module_from_checkpoint
 
     run_dir = out / "runs" / run.key
@@ -344,13 +344,16 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     trainer.fit(module, data, ckpt_path=str(last) if last.is_file() else None)
     train_time = clock.total()
     best = Path(trainer.checkpoint_callback.best_model_path or last)
-    best_module = load_module(best)
+    # scored on the device the run trained on (Lightning hands the module back on the CPU after fit; a CUDA run's
+    # test pass on the CPU cost minutes of a GPU machine's time per run)
+    device = trainer_device(trainer)
+    best_module = load_module(best).to(device)
     data.setup("test")
     t1 = time.time()
     test_metrics = evaluate_module(best_module, data.test_dataloader())
     record = {
         "key": run.key, "run": asdict(run), "fingerprint": fingerprint, "epochs": epochs, "optim": optim,
-        "seed": run.seed, "pretrained_file": init_file, "torch_threads": threads,
+        "seed": run.seed, "pretrained_file": init_file, "torch_threads": threads, "device": str(device),
         "best_ckpt": str(best), "best_epoch": checkpoint_epoch(best),
         "params": sum(p.numel() for p in best_module.net.parameters()),
         "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),

@@ -1,0 +1,69 @@
+"""Where work runs on a CUDA machine, checked on the CPU: the device each path picks (from the trainer, or from
+``torch.cuda.is_available``, monkeypatched where nothing is then moved to CUDA), and that the work goes there.
+
+Lightning hands a module back on the CPU when ``fit`` ends; the benchmark's and ``medusa ufl``'s test scores
+ran there, on a GPU machine too. Here a trainer that "trained on" the ``meta`` device stands in for a CUDA one:
+the scored module must be on the trainer's device, wherever that is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from medusa_mtl.engine import training
+from medusa_mtl.engine.training import default_device, make_trainer, trainer_device
+
+
+def test_default_device_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device() == "cpu"
+
+
+def test_trainer_device_is_the_strategy_root_device() -> None:
+    assert trainer_device(make_trainer(logger=False, enable_checkpointing=False)) == torch.device("cpu")
+
+    class Strategy:
+        root_device = torch.device("cuda", 0)
+
+    class Trainer:
+        strategy = Strategy()
+
+    assert trainer_device(Trainer()) == torch.device("cuda", 0)
+
+
+def _scored_on(monkeypatch: pytest.MonkeyPatch, metrics: dict[str, dict[str, float]]) -> list[torch.device]:
+    """Make every trainer report the ``meta`` device and record where ``evaluate_module`` finds the module."""
+    from medusa_mtl.engine import evaluation
+
+    seen: list[torch.device] = []
+
+    def fake_evaluate(module: Any, loader: Any, progress: bool = False) -> dict[str, dict[str, float]]:
+        seen.append(next(module.parameters()).device)
+        return metrics
+
+    monkeypatch.setattr(training, "trainer_device", lambda trainer: torch.device("meta"))
+    monkeypatch.setattr(evaluation, "evaluate_module", fake_evaluate)
+    return seen
+
+
+def test_benchmark_run_is_tested_on_the_device_it_trained_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medusa_mtl.reports.benchmark import Run, dataset_root, ensure_dataset, execute_run
+
+    spec = {"num_train": 6, "num_val": 2, "size": [64, 64], "scales": [1.0]}
+    root = dataset_root(tmp_path / "data", "nyud", spec, 0)
+    ensure_dataset(root, "nyud", spec, 0, lambda m: None)
+    seen = _scored_on(monkeypatch, {"semseg": {"mIoU": 1.0}, "depth": {"rmse": 1.0}})
+    profile = {"seed": 0, "data": {"nyud": spec}, "hrnet_form": "timm",
+               "loader": {"batch_size": 2, "num_workers": 0, "val_fraction": 0.34},
+               "mtl": {"epochs": 1, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}}
+    record = execute_run(Run("nyud/mt_baseline/s0", "mtl", "mt_baseline", "MT baseline", "HRHead", "nyud",
+                             ["semseg", "depth"], base="nyud/mt_baseline"),
+                         profile, {"nyud": root}, tmp_path / "out", {}, lambda m: None, progress=False)
+    assert seen == [torch.device("meta")]
+    assert record["device"] == "meta" and record["test"]["semseg"]["mIoU"] == 1.0
