@@ -67,3 +67,17 @@ def test_benchmark_run_is_tested_on_the_device_it_trained_on(tmp_path: Path, mon
                          profile, {"nyud": root}, tmp_path / "out", {}, lambda m: None, progress=False)
     assert seen == [torch.device("meta")]
     assert record["device"] == "meta" and record["test"]["semseg"]["mIoU"] == 1.0
+
+
+def test_ufl_command_tests_on_the_device_it_trained_on(pascal_root: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from medusa_mtl.cli import main as cli_main
+    from medusa_mtl.engine.training import MultiTaskModule
+
+    source = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    ckpt = tmp_path / "src.ckpt"
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": dict(source.hparams)}, ckpt)
+    seen = _scored_on(monkeypatch, {"human_parts": {"mIoU": 1.0}, "sal": {"mIoU": 1.0}})
+    assert cli_main(["ufl", "--source-ckpt", str(ckpt), "--tasks", "human_parts,sal", "--root", str(pascal_root),
+                     "--size", "32x32", "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "ufl")]) == 0
+    assert seen == [torch.device("meta")]

@@ -141,7 +141,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     from ..tasks import delta_m
     from .checkpoints import checkpoint_epoch
     from .evaluation import evaluate_module, load_module, load_single_task_results
-    from .training import MultiTaskDataModule, make_trainer
+    from .training import MultiTaskDataModule, make_trainer, trainer_device
 
     out = Path(args.out)
     last = out / "checkpoints" / "last.ckpt"
@@ -185,7 +185,8 @@ def run_ufl(args: argparse.Namespace) -> int:
     # Tested: the epoch selected on the held-out split (as `medusa fit` + `medusa evaluate best.ckpt` and the
     # benchmark do), or the last epoch when checkpointing is switched off.
     best_path = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
-    tested = load_module(best_path) if best_path else module
+    # on the device it trained on (after fit, Lightning has moved the module back to the CPU)
+    tested = (load_module(best_path) if best_path else module).to(trainer_device(trainer))
     data.setup("test")
     results = evaluate_module(tested, data.test_dataloader())
     report = {
