@@ -81,3 +81,72 @@ def test_ufl_command_tests_on_the_device_it_trained_on(pascal_root: Path, tmp_pa
     assert cli_main(["ufl", "--source-ckpt", str(ckpt), "--tasks", "human_parts,sal", "--root", str(pascal_root),
                      "--size", "32x32", "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "ufl")]) == 0
     assert seen == [torch.device("meta")]
+
+
+# -- medusa pretrain -------------------------------------------------------------------------------------------
+def test_pretrain_device_auto_is_cuda_where_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medusa_mtl.engine.pretrain import resolve_device
+    from medusa_mtl.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="not a torch device"):
+        resolve_device("gpu0")
+
+
+def test_pretrain_trains_the_network_on_the_chosen_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``meta`` stands in for CUDA: the network and every batch it sees are on the chosen device."""
+    from medusa_mtl.engine import pretrain as pretrain_mod
+
+    seen: list[tuple[torch.device, torch.device]] = []
+
+    class Stop(Exception):
+        pass
+
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        seen.append((x.device, next(self.parameters()).device))
+        raise Stop
+
+    monkeypatch.setattr(pretrain_mod.PresenceNet, "forward", forward)
+    settings = pretrain_mod.PretrainSettings(num_images=32, epochs=1, batch_size=16, size=(32, 32))
+    with pytest.raises(Stop):
+        pretrain_mod.pretrain(settings, tmp_path / "w.pth", log=lambda m: None, workers=1, device="meta")
+    assert seen == [(torch.device("meta"), torch.device("meta"))]
+
+
+def test_pretrain_command_records_the_device_and_keeps_the_cache_key(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from medusa_mtl.cli import main as cli_main
+    from medusa_mtl.engine.pretrain import PretrainSettings, pretrain_record
+
+    # the cache key (the file name of every cached backbone) is that of the versions without --device
+    assert PretrainSettings().key() == "d801f6690c5f"
+    args = ["pretrain", "--num-images", "32", "--epochs", "1", "--batch-size", "16", "--size", "32x32",
+            "--cache-dir", str(tmp_path)]
+    assert cli_main([*args, "--device", "cpu"]) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert pretrain_record(path)["device"] == "cpu"
+    assert PretrainSettings(num_images=32, epochs=1, batch_size=16, size=(32, 32)).key() in path.name
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli_main([*args, "--device", "cuda", "--force"]) == 2  # one error line, before any rendering
+    assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+    assert path.is_file()  # refused before --force removed the cached file
+
+
+def test_benchmark_plan_says_where_the_backbone_would_be_pretrained(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from medusa_mtl.reports import benchmark
+
+    profile = benchmark.load_profile("quick")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lines = benchmark.plan_lines(profile, ["single_task"], tmp_path / "out", tmp_path / "cache", jobs=1)
+    assert lines[1].endswith("absent: pretrained first (on the CPU)")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # nothing is moved: --plan trains nothing
+    lines = benchmark.plan_lines(profile, ["single_task"], tmp_path / "out", tmp_path / "cache", jobs=1)
+    assert lines[1].endswith("absent: pretrained first (on cuda)")

@@ -8,9 +8,14 @@ present/absent bit per class and image, and the images are fresh renders drawn f
 every benchmark dataset (like ImageNet, the pretraining set shares object categories with the downstream data
 but none of its images or labels).
 
-The weights are written as the backbone's timm state dict, exactly what ``--model.pretrained_file`` (and
-``create_model(..., pretrained_file=...)``) loads, and cached under a name keyed by the settings, so every run
+The weights are written as the backbone's timm state dict (CPU tensors), exactly what ``--model.pretrained_file``
+(and ``create_model(..., pretrained_file=...)``) loads, and cached under a name keyed by the settings, so every run
 and benchmark reuses one file. An interrupted pretraining resumes from its last completed epoch.
+
+It trains on CUDA where available (``--device``, default ``auto``; the images are rendered and augmented on the
+CPU either way, with the same random streams). The device is recorded in the ``.json`` but is not part of the
+cache key: a file made on the CPU is reused on a GPU machine and the other way round (on the CPU the weights
+are bit-identical to those of versions without the option).
 
 Example:
     >>> from medusa_mtl.engine.pretrain import PretrainSettings, ensure_pretrained
@@ -23,7 +28,6 @@ import argparse
 import hashlib
 import json
 import multiprocessing as mp
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -102,10 +106,15 @@ def _render(job: tuple[str, int, tuple[int, int], int]) -> tuple[np.ndarray, np.
 
 
 def render_pretraining_set(settings: PretrainSettings, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W, 3) uint8 and presence targets (N, 33): half indoor, half outdoor scenes."""
+    """Images (N, H, W, 3) uint8 and presence targets (N, 33): half indoor, half outdoor scenes.
+
+    ``workers``: rendering processes (default: the CPUs this process may use, at most 16); each image is seeded
+    by its index, so the set does not depend on it."""
+    from ..data.synthetic.generate import default_workers
+
     seed = SEED_OFFSET + int(settings.seed)
     jobs = [(DOMAINS[i % 2], i // 2, tuple(settings.size), seed) for i in range(settings.num_images)]
-    workers = workers or min(os.cpu_count() or 1, 4)
+    workers = workers or min(default_workers(), 16)
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
             items = pool.map(_render, jobs, chunksize=32)
@@ -156,11 +165,29 @@ def _augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return _normalize(out)
 
 
-def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: int | None = None) -> dict[str, Any]:
-    """Train and write ``out`` (backbone state dict) plus ``out.json`` (settings, losses, time)."""
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device pretraining runs on: ``auto`` (or None) is CUDA where available, else the CPU; anything else
+    is a torch device name (``cpu``, ``cuda``, ``cuda:1``), and a CUDA one needs CUDA on this machine."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {device}: not a torch device (auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+    return dev
+
+
+def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: int | None = None,
+             device: str | torch.device | None = None) -> dict[str, Any]:
+    """Train and write ``out`` (backbone state dict) plus ``out.json`` (settings, losses, time, device).
+
+    ``device``: where the network trains (:func:`resolve_device`; default: CUDA where available)."""
     from ..provenance import provenance, write_json
     from .checkpoints import atomic_torch_save, load_checkpoint
 
+    dev = resolve_device(device)
     start = time.time()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +203,7 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
     x_hold, y_hold = x_all[:n_hold], y_all[:n_hold]
     x_tr, y_tr = x_all[n_hold:], y_all[n_hold:]
     torch.manual_seed(settings.seed)
-    net = PresenceNet(settings.backbone, settings.hrnet_form)
+    net = PresenceNet(settings.backbone, settings.hrnet_form).to(dev)  # initialised on the CPU: the same weights
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = len(x_tr) // settings.batch_size
     total = steps_per_epoch * settings.epochs
@@ -191,6 +218,7 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
         history = list(state["history"])
         first_epoch = int(state["epoch"])
         log(f"  resuming after epoch {first_epoch}")
+    log(f"  training on {dev}")
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for epoch in range(first_epoch, settings.epochs):
         t_ep = time.time()
@@ -200,8 +228,8 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
         running = 0.0
         for s in range(steps_per_epoch):
             idx = perm[s * settings.batch_size : (s + 1) * settings.batch_size]
-            x = _augment(x_tr[idx].float() / 255.0, gen)
-            loss = loss_fn(net(x), y_tr[idx])
+            x = _augment(x_tr[idx].float() / 255.0, gen).to(dev)  # augmented on the CPU: the same random stream
+            loss = loss_fn(net(x), y_tr[idx].to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -215,8 +243,10 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
             f"({time.time() - t_ep:.0f} s)")
         atomic_torch_save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                            "history": history, "epoch": epoch + 1}, state_path)
+    net.cpu()  # the file holds CPU tensors wherever it was trained
     atomic_torch_save(net.backbone.body.state_dict(), out)
     meta = {"settings": asdict(settings), "file": out.name, "objective": "multi-label object presence (33 classes)",
+            "device": str(dev),
             "history": history, "render_time_s": round(render_s, 1),
             "wall_time_s": round(time.time() - start, 1) + (float(sum(h["time_s"] for h in history[:first_epoch]))),
             "provenance": provenance(seed=settings.seed)}
@@ -228,8 +258,10 @@ def pretrain(settings: PretrainSettings, out: Path, log: Any = print, workers: i
 
 def _holdout_scores(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     net.eval()
+    dev = next(net.parameters()).device
     with torch.no_grad():
-        logits = torch.cat([net(_normalize(x[i : i + 64].float() / 255.0)) for i in range(0, len(x), 64)])
+        logits = torch.cat([net(_normalize(x[i : i + 64].float() / 255.0).to(dev)) for i in range(0, len(x), 64)])
+    y = y.to(dev)
     loss = float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y))
     acc = float(((logits > 0).float() == y).float().mean())
     return {"holdout_loss": loss, "holdout_accuracy": acc}
@@ -241,8 +273,9 @@ def cached_path(settings: PretrainSettings, cache_dir: str | Path = DEFAULT_CACH
 
 
 def ensure_pretrained(settings: PretrainSettings, cache_dir: str | Path = DEFAULT_CACHE, log: Any = print,
-                      workers: int | None = None) -> Path:
-    """The cached weights file for ``settings``, pretraining first if it is absent."""
+                      workers: int | None = None, device: str | torch.device | None = None) -> Path:
+    """The cached weights file for ``settings``, pretraining first (on ``device``: :func:`resolve_device`) if it is
+    absent. A cached file is used whatever device made it (the device is not part of the cache key)."""
     path = cached_path(settings, cache_dir)
     if path.is_file() and path.with_suffix(".json").is_file():
         from ..errors import CheckpointError
@@ -255,7 +288,7 @@ def ensure_pretrained(settings: PretrainSettings, cache_dir: str | Path = DEFAUL
                                   "again, e.g. `medusa pretrain --force` with the same settings") from None
         log(f"pretrained backbone: using cached {path}")
         return path
-    pretrain(settings, path, log=log, workers=workers)
+    pretrain(settings, path, log=log, workers=workers, device=device)
     return path
 
 
@@ -281,6 +314,9 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), type=output_dir, help="where weights are cached")
     parser.add_argument("--force", action="store_true", help="retrain even if a cached file exists")
+    parser.add_argument("--device", default="auto",
+                        help="where the network trains: auto (CUDA where available, else the CPU), cpu, cuda or "
+                             "cuda:N; recorded in the .json, not part of the cache key")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
@@ -291,9 +327,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     settings = PretrainSettings.from_dict(dict(backbone=args.backbone, hrnet_form=args.hrnet_form, size=size,
                                                num_images=args.num_images, epochs=args.epochs,
                                                batch_size=args.batch_size, lr=args.lr, seed=args.seed))
+    resolve_device(args.device)  # a bad --device is one error line before any rendering
     path = cached_path(settings, args.cache_dir)
     if args.force and path.is_file():
         path.unlink()
-    path = ensure_pretrained(settings, args.cache_dir)
+    path = ensure_pretrained(settings, args.cache_dir, device=args.device)
     print(path)
     return 0

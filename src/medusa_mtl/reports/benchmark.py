@@ -1025,9 +1025,13 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
     lines = [f"profile {profile['profile']}: data seed {profile['seed']}, training seeds {profile.get('seeds')}, "
              f"{jobs} job(s) at a time, {threads} torch thread(s) per run"]
     if pre_file is not None:
+        from ..engine.pretrain import resolve_device
+
         there = pre_file.is_file() and pre_file.with_suffix(".json").is_file()
+        where = resolve_device("auto")
+        where_text = "the CPU" if where.type == "cpu" else str(where)
         lines.append(f"pretrained backbone {pre_file}: "
-                     + ("cached" if there else "absent: pretrained first (on the CPU)"))
+                     + ("cached" if there else f"absent: pretrained first (on {where_text})"))
     fingerprints = _fingerprints(profile, methods, pre_file, threads)
     counts = {"reused": 0, "resumed": 0, "new": 0}
     steps_left = 0
