@@ -8,6 +8,7 @@ the scored module must be on the trainer's device, wherever that is.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,48 @@ def test_benchmark_plan_says_where_the_backbone_would_be_pretrained(tmp_path: Pa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # nothing is moved: --plan trains nothing
     lines = benchmark.plan_lines(profile, ["single_task"], tmp_path / "out", tmp_path / "cache", jobs=1)
     assert lines[1].endswith("absent: pretrained first (on cuda)")
+
+
+# -- the benchmark's settings fingerprint on a GPU machine ----------------------------------------------------
+def test_cuda_fingerprints_leave_out_the_cpu_threads_and_name_the_device(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU the torch threads change the numbers, so they are in a run's fingerprint (as before); on CUDA
+    they do not, the device does: a GPU run resumes in a later session whatever its cores or --jobs, and a CPU run
+    is not taken for a GPU one."""
+    from medusa_mtl.reports import benchmark
+
+    profile = benchmark.load_profile("quick")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)  # a 16-core machine: 16 threads with --jobs 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = {jobs: benchmark.plan_fingerprints(profile, None, tmp_path, jobs) for jobs in (1, 2)}
+    assert all(cpu[1][k] != cpu[2][k] for k in cpu[1])  # 16 threads vs 1 thread per job
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # nothing is moved: no run trains here
+    gpu = {jobs: benchmark.plan_fingerprints(profile, None, tmp_path, jobs) for jobs in (1, 2)}
+    assert gpu[1] == gpu[2]
+    assert not set(gpu[1].values()) & (set(cpu[1].values()) | set(cpu[2].values()))
+    # the CPU rule is unchanged: threads in, no device
+    run = benchmark.plan_runs(["single_task"], profile)[0]
+    assert benchmark._fingerprint(run, profile, None, None, 16, "cpu") == benchmark._fingerprint(run, profile, None,
+                                                                                                   None, 16)
+    lines = benchmark.plan_lines(profile, ["single_task"], tmp_path / "out", tmp_path, jobs=2)
+    assert lines[0].endswith("2 job(s) at a time, training on cuda")
+
+
+def test_a_finished_cuda_run_is_reused_with_the_plans_fingerprint(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """execute_run computes the fingerprint --plan shows on a CUDA machine (another one would train the run:
+    here it would fail, no dataset is given)."""
+    from medusa_mtl.reports import benchmark
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)  # the run's threads; the plan's: 1 per job of 3
+    profile = benchmark.load_profile("quick")
+    fingerprints = benchmark.plan_fingerprints(profile, ["single_task"], tmp_path / "cache", jobs=3)
+    run = benchmark.plan_runs(["single_task"], profile)[0]
+    record = {"key": run.key, "fingerprint": fingerprints[run.key], "test": {}}
+    path = tmp_path / "out" / "runs" / run.key / "result.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    pre = str(benchmark._pretrain_file(profile, tmp_path / "cache"))
+    assert benchmark.execute_run(run, profile, {}, tmp_path / "out", {}, lambda m: None, progress=False,
+                                 pretrained_file=pre) == record

@@ -261,10 +261,16 @@ def ensure_dataset(root: Path, dataset: str, spec: dict[str, Any], seed: int, lo
 
 
 def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None,
-                 source_fingerprint: str | None = None, threads: int | None = None) -> str:
+                 source_fingerprint: str | None = None, threads: int | None = None,
+                 device: str | None = None) -> str:
     """The settings a run's result depends on. A UFL run's include its source run's (a retrained backbone makes
-    its heads stale); ``threads``, the torch threads it trains with, changes float rounding and, over a schedule,
-    the numbers."""
+    its heads stale); ``threads``, the torch threads it trains with on the CPU, changes float rounding and, over
+    a schedule, the numbers. ``device``: the device it trains on (``cpu``, the default, or ``cuda``). On CUDA the
+    arithmetic is the GPU's, so the CPU thread count (set by ``--jobs`` and the machine's cores) is left out and
+    the device goes in: a run made on the CPU is retrained on a GPU machine (and the other way round), and a GPU
+    run interrupted in one session resumes in the next whatever its core count or ``--jobs``. The GPU model is
+    not in it: CUDA training here is not bitwise reproducible anyway (cuDNN, atomics; ``deterministic=False``).
+    A CPU run's fingerprint is that of versions without ``device``."""
     group = run.group
     # the loader's ``cache`` changes speed, not batches: runs with and without it are the same run
     loader = {k: v for k, v in profile["loader"].items() if k != "cache"}
@@ -276,7 +282,9 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None,
         relevant["bn_momentum"] = profile["bn_momentum"]
     if source_fingerprint is not None:
         relevant["source"] = source_fingerprint
-    if threads is not None:
+    if device is not None and device != "cpu":
+        relevant["device"] = device
+    elif threads is not None:
         relevant["threads"] = int(threads)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -298,7 +306,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
 
     from ..engine.checkpoints import checkpoint_epoch
     from ..engine.evaluation import evaluate_module, load_module
-    from ..engine.training import MultiTaskDataModule, MultiTaskModule, make_trainer, trainer_device
+    from ..engine.training import MultiTaskDataModule, MultiTaskModule, default_device, make_trainer, trainer_device
     from ..engine.ufl import ufl_module_from_checkpoint
 
     run_dir = out / "runs" / run.key
@@ -308,7 +316,9 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     if run.group == "ufl" and source is None:
         raise ConfigError(f"UFL run {run.key} needs the source run {run.source}, which did not run")
     threads = torch.get_num_threads()
-    fingerprint = _fingerprint(run, profile, init_file, source["fingerprint"] if source else None, threads)
+    # the device make_trainer below trains on (its default accelerator)
+    fingerprint = _fingerprint(run, profile, init_file, source["fingerprint"] if source else None, threads,
+                               default_device())
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         if record.get("fingerprint") == fingerprint:
@@ -876,7 +886,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
     trivial = _trivial(roots, profile, log)
     runs = plan_runs(methods, profile)
     jobs = args.jobs if args.jobs is not None else _default_jobs()
-    log(f"{len(runs)} runs, {jobs} at a time" + (" (one torch thread each)" if jobs > 1 else ""))
+    from ..engine.training import default_device
+
+    on = default_device()
+    log(f"{len(runs)} runs, {jobs} at a time" + (" (one torch thread each)" if jobs > 1 and on == "cpu" else "")
+        + (f", training on {on}" if on != "cpu" else ""))
     results: dict[str, dict[str, Any]] = {}
     done = 0
 
@@ -1016,14 +1030,17 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
     run (epochs, optimizer steps, and whether ``out`` holds its finished result for the same settings, which is
     reused, or checkpoints of the same settings, which are resumed), then the totals.
 
-    The settings fingerprints are those :func:`execute_run` computes (torch threads: 1 per job with ``jobs`` > 1).
+    The settings fingerprints are those :func:`execute_run` computes (torch threads: 1 per job with ``jobs`` > 1;
+    on CUDA the device instead).
     """
-    from ..engine.training import heldout_size
+    from ..engine.training import default_device, heldout_size
 
     pre_file = _pretrain_file(profile, cache)
     threads = _run_threads(jobs)
+    device = default_device()
     lines = [f"profile {profile['profile']}: data seed {profile['seed']}, training seeds {profile.get('seeds')}, "
-             f"{jobs} job(s) at a time, {threads} torch thread(s) per run"]
+             f"{jobs} job(s) at a time, "
+             + (f"{threads} torch thread(s) per run" if device == "cpu" else f"training on {device}")]
     if pre_file is not None:
         from ..engine.pretrain import resolve_device
 
@@ -1032,7 +1049,7 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
         where_text = "the CPU" if where.type == "cpu" else str(where)
         lines.append(f"pretrained backbone {pre_file}: "
                      + ("cached" if there else f"absent: pretrained first (on {where_text})"))
-    fingerprints = _fingerprints(profile, methods, pre_file, threads)
+    fingerprints = _fingerprints(profile, methods, pre_file, threads, device)
     counts = {"reused": 0, "resumed": 0, "new": 0}
     steps_left = 0
     for run in plan_runs(methods, profile):
@@ -1066,15 +1083,18 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
 
 def plan_fingerprints(profile: dict[str, Any], methods: list[str] | None, cache: Path, jobs: int) -> dict[str, str]:
     """The settings fingerprint :func:`execute_run` gives each run of the plan (run key -> fingerprint)."""
-    return _fingerprints(profile, methods, _pretrain_file(profile, cache), _run_threads(jobs))
+    from ..engine.training import default_device
+
+    return _fingerprints(profile, methods, _pretrain_file(profile, cache), _run_threads(jobs), default_device())
 
 
 def _fingerprints(profile: dict[str, Any], methods: list[str] | None, pre_file: Path | None,
-                  threads: int) -> dict[str, str]:
+                  threads: int, device: str = "cpu") -> dict[str, str]:
     fingerprints: dict[str, str] = {}
     for run in plan_runs(methods, profile):
         init = str(pre_file) if (pre_file is not None and run.pretrained and run.group != "ufl") else None
-        fingerprints[run.key] = _fingerprint(run, profile, init, fingerprints.get(run.source or ""), threads)
+        fingerprints[run.key] = _fingerprint(run, profile, init, fingerprints.get(run.source or ""), threads,
+                                             device)
     return fingerprints
 
 
