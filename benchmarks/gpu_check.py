@@ -9,6 +9,11 @@ runs, in order, each step writing ``<out>/<step>.json``:
 1. ``tests``: the device tests (``tests/test_device.py``, marker ``device``) on the device: every model's forward
    and backward in fp32 and bf16 autocast, fused vs literal equality, checkpoint saved on the device and loaded
    on the CPU;
+   ``pretrain``: a short ``medusa pretrain --device`` (1,024 rendered images, 2 epochs at 64x64; the full
+   profile's backbone is 8,000 images x 12 epochs): it trains on the device, seconds per epoch;
+   ``benchmark``: ``medusa benchmark`` with a one-run profile (Medusa N+E on synthetic NYUD at the full
+   profile's 128x160, batch 8, 4 loader workers, 3 epochs): the benchmark's path end to end (data, training,
+   the test score on the device, a prediction figure, REPORT.md) and its seconds per optimizer step;
 2. ``throughput_fp32`` / ``throughput_bf16_cl``: ``benchmarks/throughput.py`` at the paper's resolutions
    (480x640 NYUD, 512x512 PASCAL) with the largest batch that fits (halved until it does), fp32, then bf16
    autocast + channels_last;
@@ -135,6 +140,58 @@ def step_fit(a: argparse.Namespace, out: Path, arch: str) -> dict[str, Any]:
             "tail": tail}
 
 
+def _same_device(recorded: str, wanted: str) -> bool:
+    return bool(recorded) and recorded.split(":")[0] == wanted.split(":")[0]
+
+
+def step_pretrain(a: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """``medusa pretrain`` on the device: its .json must say it trained there."""
+    cache = out / "pretrain"
+    size, images, epochs, batch = ("32x32", 32, 1, 16) if a.smoke else ("64x64", 1024, 2, 32)
+    rc, tail = _run(_medusa("pretrain", "--device", a.device, "--size", size, "--num-images", str(images),
+                            "--epochs", str(epochs), "--batch-size", str(batch), "--cache-dir", str(cache),
+                            "--force"), out / "pretrain.log", timeout=300 if a.smoke else 900)
+    metas = sorted(cache.glob("*.json"))
+    meta = json.loads(metas[-1].read_text()) if metas else {}
+    device = str(meta.get("device", ""))
+    history = meta.get("history") or []
+    return {"ok": rc == 0 and _same_device(device, a.device), "device": device, "size": size,
+            "num_images": images, "epochs": epochs, "batch_size": batch, "render_time_s": meta.get("render_time_s"),
+            "epoch_time_s": [h.get("time_s") for h in history], "wall_time_s": meta.get("wall_time_s"), "tail": tail}
+
+
+def step_benchmark(a: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """``medusa benchmark`` with one run (Medusa N+E): trained and tested on the device, REPORT.md written."""
+    if a.smoke:
+        data, batch, workers, epochs = "{num_train: 8, num_val: 2, size: [64, 64], scales: [1.0]}", 4, 0, 1
+    else:  # the full profile's image size, batch and loader workers
+        data, batch, workers, epochs = "{num_train: 160, num_val: 16, size: [128, 160]}", 8, 4, 3
+    optim = f"{{epochs: {epochs}, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}}"
+    profile = out / "benchmark_profile.yaml"
+    profile.write_text("\n".join([
+        "profile: gpu_check", "seed: 0", "data:", f"  nyud: {data}", f"  pascal: {data}",
+        f"loader: {{batch_size: {batch}, num_workers: {workers}, val_fraction: 0.1}}",
+        f"mtl: {optim}", f"st_pascal: {optim}", f"ufl: {optim}", "predict_images: 1",
+        # one run, Medusa N+E (no pretrained backbone: the pretrain step checks that path)
+        "skip: [nyud/single_task, nyud/medusa, pascal/single_task, ufl/medusa]",
+        # the smoke run's two steps move BN statistics only with timm's momentum (0.1)
+        *(["hrnet_form: timm"] if a.smoke else []), ""]))
+    res = out / "benchmark"
+    rc, tail = _run(_medusa("benchmark", "--profile", str(profile), "--models", "medusa", "--jobs", "1",
+                            "--out", str(res), "--data-dir", str(out / "data" / "benchmark"), "--skip-resources",
+                            "--no-progress"), out / "benchmark.log", timeout=300 if a.smoke else 900)
+    path = res / "runs" / "nyud" / "medusa_ne" / "s0" / "result.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    device = str(record.get("device", ""))
+    n = int(record.get("num_train") or 0)
+    steps = epochs * (n // batch if n > batch else 1)  # the train loader drops its last partial batch
+    train_s = record.get("train_time_s")
+    return {"ok": rc == 0 and (res / "REPORT.md").is_file() and _same_device(device, a.device), "device": device,
+            "run": "nyud/medusa_ne/s0", "epochs": epochs, "batch_size": batch, "steps": steps,
+            "train_time_s": train_s, "test_time_s": record.get("test_time_s"),
+            "s_per_step": round(train_s / steps, 4) if train_s and steps else None, "tail": tail}
+
+
 def step_ddp(a: argparse.Namespace, out: Path) -> dict[str, Any]:
     root = _synthetic_nyud(out, "64x64", 4)
     base = ["fit", "--config", "medusa:data/synthetic_nyud.yaml", "--config", "medusa:model/mt_baseline.yaml",
@@ -190,6 +247,18 @@ def summary_markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(f"| {arch} | {size} | {r.get('batch_size', '—')} | "
                      f"{'—' if ips is None else f'{ips:.2f}'} | {'—' if mem is None else f'{mem:.0f}'} | "
                      f"{'yes' if r.get('ok') else 'no'} |")
+    pre, bench = results.get("pretrain", {}), results.get("benchmark", {})
+    if pre or bench:
+        lines += ["", "| command on the device | device | figures | ok |", "|---|---|---|---|"]
+    if pre:
+        lines.append(f"| `medusa pretrain`, {pre.get('num_images')} images x {pre.get('epochs')} epochs at "
+                     f"{pre.get('size')} | {pre.get('device') or '—'} | rendering {pre.get('render_time_s')} s, "
+                     f"epochs {pre.get('epoch_time_s')} s | {'yes' if pre.get('ok') else 'no'} |")
+    if bench:
+        lines.append(f"| `medusa benchmark`, one run ({bench.get('run')}), {bench.get('steps')} steps at batch "
+                     f"{bench.get('batch_size')} | {bench.get('device') or '—'} | training {bench.get('train_time_s')} "
+                     f"s ({bench.get('s_per_step')} s per step, validation included), test {bench.get('test_time_s')} "
+                     f"s | {'yes' if bench.get('ok') else 'no'} |")
     d = results.get("ddp", {})
     lines += ["", f"**DDP**: {'2 processes on ' + d['accelerator'] if d.get('ok') else 'failed'}"
               + (" (two processes on one GPU were refused; CPU gloo instead)"
@@ -205,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-steps", type=int, default=300, help="training steps of each medusa fit")
     p.add_argument("--fit-batch", type=int, default=8, help="batch of each medusa fit")
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds of each GPU throughput run")
-    p.add_argument("--skip", default="", help="comma-separated steps to leave out (tests, throughput, fit, ddp)")
+    p.add_argument("--skip", default="",
+                   help="comma-separated steps to leave out (tests, pretrain, benchmark, throughput, fit, ddp)")
     a = p.parse_args(argv)
     import torch
 
@@ -219,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     steps: list[tuple[str, Any]] = [
         ("tests", lambda: step_tests(a, out)),
+        ("pretrain", lambda: step_pretrain(a, out)),
+        ("benchmark", lambda: step_benchmark(a, out)),
         ("throughput_fp32", lambda: step_throughput(a, out, "throughput_fp32", [])),
         ("throughput_bf16_cl", lambda: step_throughput(a, out, "throughput_bf16_cl", ["--dtype", "bf16",
                                                                                        "--channels-last"])),
