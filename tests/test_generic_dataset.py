@@ -380,3 +380,36 @@ def test_a_class_added_to_the_dataset_yaml_after_training_is_refused(tmp_path: P
     lines = [line for line in err.splitlines() if line.startswith("medusa evaluate: error:")]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert "task 'lanes' with 4 classes against 3" in lines[0]
+
+
+def test_ufl_on_a_dataset_yaml_reusing_the_source_datasets_name(tmp_path: Path) -> None:
+    # a new dataset.yaml with the source dataset's `name:` replaces the source's declaration: a class count
+    # changed ended in torch's "size mismatch for heads.lanes..." traceback from load_state_dict, a task left
+    # out in "--model.tasks: unknown task" (medusa ufl has no such option)
+    import shutil
+
+    tasks_yaml = "tasks:\n  lanes: {kind: segmentation, classes: [bg, solid, dashed]}\n"
+    yaml_path = write_generic(tmp_path / "lanes", "same_t", tasks_yaml=tasks_yaml)
+    source = MultiTaskModule(arch="mt_baseline", tasks="lanes", dataset=str(yaml_path), backbone="test_efficientnet")
+    a = _save(source, tmp_path / "a.ckpt")
+    forget_dataset("same_t")
+    new_task = "  lanes2: {kind: segmentation, folder: lanes, classes: [bg, solid, dashed]}\n"
+    variants = {
+        "changed": "  lanes: {kind: segmentation, classes: [bg, solid, dashed, extra]}\n" + new_task,
+        "dropped": new_task,
+        "kept": "  lanes: {kind: segmentation, classes: [bg, solid, dashed]}\n" + new_task,
+    }
+    for what, tasks in variants.items():
+        root = tmp_path / what
+        shutil.copytree(yaml_path.parent, root)
+        (root / "dataset.yaml").write_text(f"name: same_t\nsize: [32, 32]\ntasks:\n{tasks}")
+        rc, _, err = run_cli(["ufl", "--source-ckpt", str(a), "--data", str(root / "dataset.yaml"), "--tasks",
+                              "lanes2", "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / f"u_{what}")])
+        if what == "kept":  # the source's declaration plus a task: one more step on the same dataset
+            assert rc == 0, err[-3000:]
+            continue
+        lines = [line for line in err.splitlines() if line.startswith("medusa ufl: error:")]
+        assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+        assert str(root / "dataset.yaml") in lines[0] and "'lanes'" in lines[0] and "same_t" in lines[0], lines[0]
+        assert not (tmp_path / f"u_{what}" / "checkpoints").exists()
+    forget_dataset("same_t")

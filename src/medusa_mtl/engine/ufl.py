@@ -22,6 +22,53 @@ from ..tasks import parse_tasks
 
 __all__ = ["UFLModel", "ufl_module_from_checkpoint", "load_ufl_config", "add_ufl_arguments", "run_ufl"]
 
+def _source_tasks_on(hp: dict[str, Any], name: str) -> list[str]:
+    """The tasks the source model (every step of a UFL chain) has heads for on dataset ``name``."""
+    from .training import ufl_steps
+
+    used = list(hp.get("aux_tasks") or hp.get("tasks") or []) if hp.get("dataset") == name else []
+    for step in ufl_steps(hp.get("ufl")):
+        if step.get("dataset") == name:
+            used += list(step.get("new_tasks") or [])
+    return list(dict.fromkeys(used))
+
+
+def _check_source_declaration(hp: dict[str, Any], name: str, dataset: str | Path) -> None:
+    """Refuse a dataset.yaml that reuses the ``name`` of a dataset the source was trained on but declares the
+    source's tasks otherwise: it replaces the checkpoint's declaration, so the frozen heads could not be rebuilt
+    (a size mismatch deep in ``load_state_dict``, or an unknown task). The same declaration plus new tasks is
+    fine: one more step on the same dataset."""
+    from ..data.datasets import get_dataset_info
+    from ..data.generic import spec_from_dict
+    from ..errors import ConfigError
+
+    recorded = [d for d in hp.get("dataset_specs") or [] if d.get("name") == name]
+    current = get_dataset_info(name).spec
+    if not recorded or current is None:
+        return
+    before = {t.name: t for t in spec_from_dict(dict(recorded[0])).tasks}
+    now = {t.name: t for t in current.tasks}
+    where = current.path or dataset
+    for task in _source_tasks_on(hp, name):
+        old, new = before.get(task), now.get(task)
+        if old is None:
+            continue
+        if new is None:
+            what = "does not declare it"
+        elif (old.kind, old.channels) != (new.kind, new.channels):
+            what = (f"declares {len(new.classes)} classes against {len(old.classes)}"
+                    if new.kind == old.kind == "segmentation"
+                    else f"declares kind {new.kind} with {new.channels} channel(s) against {old.kind} with "
+                         f"{old.channels}")
+        else:
+            continue
+        raise ConfigError(
+            f"--data {where}: its dataset is named {name!r}, as the source checkpoint's, whose model has a head "
+            f"for task {task!r}, but the dataset.yaml {what}: give the new dataset another 'name:', or keep the "
+            "source's declaration of its tasks"
+        )
+
+
 def ufl_module_from_checkpoint(
     source_ckpt: str | Path, new_tasks: list[str] | str, dataset: str = "pascal", **overrides: Any
 ) -> Any:
@@ -42,6 +89,7 @@ def ufl_module_from_checkpoint(
         register_declaration(decl)
     # a UFL checkpoint as the source: one more step of the chain (every earlier head stays frozen)
     name = resolve_dataset(dataset)  # a dataset.yaml path: its tasks are declared (and stored in the module)
+    _check_source_declaration(hp, name, dataset)
     hp["ufl"] = ufl_steps(hp.get("ufl")) + [{"new_tasks": parse_tasks(new_tasks, name), "dataset": dataset}]
     module = MultiTaskModule(**hp)
     prefix = "net."
