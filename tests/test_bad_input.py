@@ -450,3 +450,31 @@ def test_a_ckpt_path_keyword_with_nothing_to_find_is_one_clear_error(good_nyud: 
     assert_one_clear_error(rc, err, "fit", 'ckpt_path="best"', "ModelCheckpoint")
     rc, _, err = run_cli(["test", *fit_args(good_nyud, tmp_path / "run")[1:], "--ckpt_path", "hpc"])
     assert_one_clear_error(rc, err, "test", 'ckpt_path="hpc"', "no HPC checkpoint")
+
+
+@pytest.mark.parametrize("what", ["no hyper-parameters", "another module's"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "ufl"])
+def test_a_checkpoint_whose_weights_do_not_fit_its_hyper_parameters_is_one_error(
+        command: str, what: str, good_nyud: Path, tmp_path: Path) -> None:
+    """A state dict saved without our hyper-parameters (by hand, or by another LightningModule) was rebuilt as
+    the default model: a "Missing key(s) / Unexpected key(s) in state_dict" traceback listing hundreds of names
+    (or a TypeError for unknown hyper-parameters)."""
+    from medusa_mtl.engine.training import MultiTaskModule
+
+    module = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    ckpt = tmp_path / "other.ckpt"
+    hp = {} if what == "no hyper-parameters" else {"hidden_dim": 64, "learning_rate": 0.1}
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hp}, ckpt)
+    argv = {
+        "evaluate": ["evaluate", "--ckpt", str(ckpt), "--data", str(good_nyud)],
+        "predict": ["predict", "--ckpt", str(ckpt), "--images", str(good_nyud / "images"),
+                    "--out", str(tmp_path / "p")],
+        "export": ["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(tmp_path / "m.pt")],
+        "ufl": ["ufl", "--source-ckpt", str(ckpt), "--tasks", "sal", "--root", str(tmp_path / "none"),
+                "--out", str(tmp_path / "u")],
+    }[command]
+    rc, _, err = run_cli(argv)
+    line = assert_one_clear_error(rc, err, command, str(ckpt), "hyper-parameters")
+    assert len(line) < 600, line
+    assert not (tmp_path / "m.pt").exists()
+    assert_no_result(tmp_path / "u")

@@ -44,15 +44,57 @@ def _check_same_outputs(module: Any, dataset: str, args: argparse.Namespace) -> 
                               f"evaluate it on a {own} dataset (leave --dataset out)")
 
 
-def rebuild_hparams(ckpt: dict[str, Any]) -> dict[str, Any]:
+def rebuild_hparams(ckpt: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
     """A checkpoint's module hyper-parameters without the backbone's initialisation (``pretrained_file``, and
     timm's ``pretrained`` download in ``model_kwargs``): the trained weights are in the checkpoint, and rebuilding
-    must neither need the initial file nor touch the network."""
+    must neither need the initial file nor touch the network.
+
+    Hyper-parameters that :class:`~medusa_mtl.engine.training.MultiTaskModule` does not take (a checkpoint of
+    another LightningModule) are a :class:`~medusa_mtl.errors.CheckpointError` naming ``path``."""
+    import inspect
+
+    from ..errors import CheckpointError
+    from .training import MultiTaskModule
+
     hp = dict(ckpt.get("hyper_parameters") or {})
     hp.pop("pretrained_file", None)
     if isinstance(hp.get("model_kwargs"), dict) and "pretrained" in hp["model_kwargs"]:
         hp["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "pretrained"}
+    accepted = set(inspect.signature(MultiTaskModule.__init__).parameters) - {"self"}
+    foreign = sorted(set(hp) - accepted)
+    if foreign:
+        raise CheckpointError(
+            f"{path or 'the checkpoint'}: its hyper-parameters ({', '.join(map(str, foreign[:4]))}"
+            f"{', ...' if len(foreign) > 4 else ''}) are not those of a medusa-mtl model: give a checkpoint "
+            "written by medusa fit or medusa ufl (e.g. runs/<run>/checkpoints/best.ckpt)"
+        )
     return hp
+
+
+def load_weights(net: torch.nn.Module, state: Mapping[str, Any], path: str | Path | None,
+                 hp: Mapping[str, Any]) -> None:
+    """``net.load_state_dict(state, strict=True)``; weights that do not fit the network the checkpoint's
+    hyper-parameters describe are one :class:`~medusa_mtl.errors.CheckpointError` naming ``path`` (torch's
+    message lists every key, hundreds of lines for a state dict saved without our hyper-parameters)."""
+    from ..errors import CheckpointError
+
+    ours = net.state_dict()
+    missing = [k for k in ours if k not in state]
+    unexpected = [k for k in state if k not in ours]
+    reshaped = [k for k in ours if k in state and hasattr(state[k], "shape")
+                and tuple(state[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or reshaped:
+        counts = ", ".join(f"{len(keys)} {label} (e.g. {keys[0]})" for keys, label in
+                           ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
+                           if keys)
+        described = (f"{hp.get('arch', 'medusa')} for {hp.get('tasks', 'semseg,depth')} on "
+                     f"{hp.get('dataset', 'nyud')}" + (", the default model: the checkpoint has no "
+                                                       "hyper-parameters" if not hp else ""))
+        raise CheckpointError(
+            f"{path or 'the checkpoint'}: its weights do not fit the model its hyper-parameters describe "
+            f"({described}): {counts}; give a checkpoint written by medusa fit or medusa ufl"
+        )
+    net.load_state_dict(state, strict=True)
 
 
 def load_module(ckpt_path: str | Path, map_location: str = "cpu", checkpoint: dict[str, Any] | None = None) -> Any:
@@ -61,8 +103,9 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu", checkpoint: di
     from .training import MultiTaskModule
 
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(ckpt_path, map_location=map_location)
-    module = MultiTaskModule(**rebuild_hparams(ckpt))
-    module.load_state_dict(ckpt["state_dict"], strict=True)
+    hp = rebuild_hparams(ckpt, ckpt_path)
+    module = MultiTaskModule(**hp)
+    load_weights(module, ckpt["state_dict"], ckpt_path, hp)
     module.eval()
     return module
 

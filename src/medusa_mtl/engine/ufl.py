@@ -79,11 +79,12 @@ def ufl_module_from_checkpoint(
     and the new ones."""
     from ..data.datasets import register_declaration, resolve_dataset
     from .checkpoints import load_checkpoint
-    from .evaluation import rebuild_hparams
+    from .evaluation import load_weights, rebuild_hparams
     from .training import MultiTaskModule, ufl_steps
 
     ckpt = load_checkpoint(source_ckpt)
-    hp = rebuild_hparams(ckpt)
+    hp = rebuild_hparams(ckpt, source_ckpt)
+    described = dict(hp)  # before the UFL step is added: what the source's weights must fit
     hp.update(overrides)
     for decl in hp.get("dataset_specs") or []:  # the source's own declared tasks (a generic dataset, a UFL chain)
         register_declaration(decl)
@@ -94,7 +95,7 @@ def ufl_module_from_checkpoint(
     module = MultiTaskModule(**hp)
     prefix = "net."
     source_state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    module.net.source.load_state_dict(source_state, strict=True)
+    load_weights(module.net.source, source_state, source_ckpt, described)
     # The decoder's copy of the backbone is the same module, so it now holds the trained weights too.
     return module
 
