@@ -133,3 +133,20 @@ def test_export_of_a_chain_with_a_task_name_of_two_datasets(chain: dict[str, obj
     rc, stdout, err = run_cli(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out),
                                "--size", "64x64", "--tasks", "pascal:semseg"])
     assert rc == 0 and "outputs: pascal:semseg" in stdout, err[-2000:]
+
+
+def test_resume_refuses_another_source_checkpoint_of_the_same_shapes(chain: dict[str, object],
+                                                                     tmp_path: Path) -> None:
+    # the shapes matched, so --resume went on: Lightning restored the first source's frozen weights from last.ckpt
+    # and ufl_metrics.json named the other --source-ckpt as the source of the run
+    from medusa_mtl.engine.ufl import _check_resumable
+
+    first = ufl_module_from_checkpoint(chain["a"], "sal", "pascal")
+    last = _save(first, tmp_path / "last.ckpt")
+    other = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    torch.manual_seed(1)
+    _train_a_little(other, chain["x"])
+    other_ckpt = _save(other, tmp_path / "other.ckpt")
+    _check_resumable(last, ufl_module_from_checkpoint(chain["a"], "sal", "pascal"), chain["a"])  # the same run
+    with pytest.raises(ConfigError, match="--resume.*other.ckpt.*source"):
+        _check_resumable(last, ufl_module_from_checkpoint(other_ckpt, "sal", "pascal"), other_ckpt)

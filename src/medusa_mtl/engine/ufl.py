@@ -164,21 +164,31 @@ def load_ufl_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def _check_resumable(last: Path, module: Any) -> None:
+def _check_resumable(last: Path, module: Any, source_ckpt: str | Path | None = None) -> None:
     """``--resume`` continues the run in ``--out`` only if it trained this very model (same source, same new tasks):
-    otherwise a state-dict mismatch would surface deep in Lightning."""
+    otherwise a state-dict mismatch would surface deep in Lightning, or (another source checkpoint of the same
+    shapes) Lightning would restore the first source's frozen weights from ``last.ckpt`` while the report named
+    the other one as the source."""
+    import torch
+
     from ..errors import ConfigError
     from .checkpoints import load_checkpoint
     from .training import ufl_steps
 
     ckpt = load_checkpoint(last)
-    theirs = {k: tuple(v.shape) for k, v in ckpt.get("state_dict", {}).items()}
-    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    if theirs != ours:
+    theirs = ckpt.get("state_dict", {})
+    ours = module.state_dict()
+    if {k: tuple(v.shape) for k, v in theirs.items()} != {k: tuple(v.shape) for k, v in ours.items()}:
         before = (ufl_steps((ckpt.get("hyper_parameters") or {}).get("ufl")) or [{}])[-1].get("new_tasks")
         now = ufl_steps(module.hparams.get("ufl"))[-1]["new_tasks"]
         raise ConfigError(f"--resume: {last} was trained with other options (new tasks {before}, now {now}; or "
                           "another --source-ckpt): resume with the same options, or choose another --out")
+    # the frozen source never changes during a run: its weights in last.ckpt are the --source-ckpt's
+    frozen = [k for k in ours if k.startswith("net.source.")]
+    if any(not torch.equal(theirs[k].to(ours[k].device), ours[k]) for k in frozen):
+        raise ConfigError(f"--resume: {last} was trained from another source model than --source-ckpt "
+                          f"{source_ckpt or ''} (its frozen weights differ): resume with the run's own "
+                          "--source-ckpt, or choose another --out")
 
 
 def run_ufl(args: argparse.Namespace) -> int:
@@ -214,7 +224,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     overrides = {"lr": args.lr} if args.lr is not None else {}
     module = ufl_module_from_checkpoint(args.source_ckpt, tasks, dataset, **overrides)
     if args.resume:
-        _check_resumable(last, module)
+        _check_resumable(last, module, args.source_ckpt)
     # checked now, not after training: a bad file would cost the run its metrics
     single = load_single_task_results(args.single_task, module.main_tasks) if args.single_task else None
     data_cfg["dataset"] = dataset
