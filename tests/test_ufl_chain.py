@@ -150,3 +150,22 @@ def test_resume_refuses_another_source_checkpoint_of_the_same_shapes(chain: dict
     _check_resumable(last, ufl_module_from_checkpoint(chain["a"], "sal", "pascal"), chain["a"])  # the same run
     with pytest.raises(ConfigError, match="--resume.*other.ckpt.*source"):
         _check_resumable(last, ufl_module_from_checkpoint(other_ckpt, "sal", "pascal"), other_ckpt)
+
+
+@pytest.mark.parametrize(("tasks", "expected"), [
+    ("floor", ("--tasks", "unknown task 'floor'", "dataset pascal", "human_parts", "--data")),
+    ("depth", ("--tasks", "'depth' is not defined for dataset 'pascal'", "dataset pascal", "sal", "--data")),
+])
+def test_ufl_tasks_unknown_on_the_dataset_name_the_option_and_the_dataset(
+        chain: dict[str, object], tmp_path: Path, tasks: str, expected: tuple[str, ...]) -> None:
+    # a task of a dataset.yaml with --data forgotten said only "unknown task 'floor'; known tasks: ...", without
+    # the option, the dataset it was looked up in (pascal, the default) or the option that names it
+    from cli_helpers import run_cli
+
+    rc, _, err = run_cli(["ufl", "--source-ckpt", str(chain["a"]), "--tasks", tasks, "--epochs", "1",
+                          "--out", str(tmp_path / "u")])
+    lines = [line for line in err.splitlines() if line.startswith("medusa ufl: error:")]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    for fragment in expected:
+        assert fragment in lines[0], lines[0]
+    assert not (tmp_path / "u").exists()

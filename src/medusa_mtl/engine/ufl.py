@@ -91,7 +91,18 @@ def ufl_module_from_checkpoint(
     # a UFL checkpoint as the source: one more step of the chain (every earlier head stays frozen)
     name = resolve_dataset(dataset)  # a dataset.yaml path: its tasks are declared (and stored in the module)
     _check_source_declaration(hp, name, dataset)
-    hp["ufl"] = ufl_steps(hp.get("ufl")) + [{"new_tasks": parse_tasks(new_tasks, name), "dataset": dataset}]
+    try:
+        tasks = parse_tasks(new_tasks, name)
+    except ValueError as e:  # say where the tasks were looked up: a forgotten --data means pascal, the default
+        from ..errors import ConfigError
+        from ..tasks import list_tasks
+
+        names = [t.strip() for t in new_tasks.split(",")] if isinstance(new_tasks, str) else list(new_tasks or [])
+        hint = "" if all(t in list_tasks(name) for t in names) else (
+            f"; the tasks of dataset {name}: {', '.join(list_tasks(name))} (--data names the new tasks' dataset: "
+            "nyud, pascal, or a dataset.yaml)")
+        raise ConfigError(f"--tasks: {e}{hint}") from None
+    hp["ufl"] = ufl_steps(hp.get("ufl")) + [{"new_tasks": tasks, "dataset": dataset}]
     module = MultiTaskModule(**hp)
     prefix = "net."
     source_state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
