@@ -7,12 +7,14 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cli_helpers import run_cli
+from medusa_mtl import Predictor
 from medusa_mtl.cli import main as cli_main
 from medusa_mtl.data.synthetic import generate
 from medusa_mtl.engine.evaluation import evaluate_module, load_module
@@ -664,3 +666,30 @@ def test_a_class_path_that_does_not_import_is_left_to_lightning(tmp_path: Path, 
         own = path.endswith("ModelCheckpoint")
         assert default_checkpoint_dir(trainer) == (None if own else Path("runs/checkpoints")), path
         assert last_checkpoint_file(trainer) == (None if own else Path("runs/checkpoints/last.ckpt")), path
+
+
+def test_ufl_at_another_size_than_the_source_says_the_source_tasks_will_differ(synth: dict[str, Path],
+                                                                              tmp_path: Path) -> None:
+    # the UFL checkpoint runs every task at the UFL run's size: trained at 96x96 on a 64x64 source, its semseg
+    # and depth differed from the source checkpoint's (depth by metres) without a word, though the weights were
+    # unchanged and the README promised them bit-identical
+    source = MultiTaskModule(arch="mt_baseline", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    ckpt = _fit(source, synth["nyud"], tmp_path / "src") / "last.ckpt"
+
+    def ufl(size: str) -> tuple[int, str]:
+        rc, _, err = run_cli(["ufl", "--source-ckpt", str(ckpt), "--tasks", "sal", "--root", str(synth["pascal"]),
+                              "--size", size, "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / size)])
+        return rc, err
+
+    rc, err = ufl("96x96")
+    assert rc == 0, err[-3000:]
+    notes = [line for line in err.splitlines() if line.startswith("note:") and "64x64" in line]
+    assert len(notes) == 1 and "96x96" in notes[0] and "--size 64x64" in notes[0], err[-3000:]
+    # the note's advice holds: at the source's size the UFL checkpoint gives the source's predictions exactly
+    image = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    own = Predictor.from_checkpoint(ckpt).predict(image)
+    ufl_ckpt = tmp_path / "96x96" / "checkpoints" / "last.ckpt"
+    again = Predictor.from_checkpoint(ufl_ckpt, size=(64, 64)).predict(image)
+    assert all(np.array_equal(own[t], again[t]) for t in ("semseg", "depth"))
+    rc, err = ufl("64x64")
+    assert rc == 0 and not [line for line in err.splitlines() if line.startswith("note:")], err[-3000:]

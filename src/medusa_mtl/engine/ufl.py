@@ -202,6 +202,24 @@ def _check_resumable(last: Path, module: Any, source_ckpt: str | Path | None = N
                           "--source-ckpt, or choose another --out")
 
 
+def _note_other_size(source_ckpt: str | Path, size: tuple[int, int]) -> None:
+    """Say so when the UFL run's input size is not the source checkpoint's training size: the UFL checkpoint
+    runs every task of the chain at ``size`` (predict, export), so the source's tasks, whose weights stay as they
+    were, give other predictions than the source checkpoint does at its own size."""
+    import sys
+
+    from .checkpoints import load_checkpoint, training_size
+
+    own = training_size(None, load_checkpoint(source_ckpt))
+    if own is None or tuple(own) == tuple(size):
+        return
+    a, b = f"{own[0]}x{own[1]}", f"{size[0]}x{size[1]}"
+    print(f"note: the source checkpoint was trained at {a}, this UFL run at {b}: the UFL checkpoint runs every task "
+          f"at {b}, so the source's tasks (weights unchanged) predict otherwise than the source checkpoint; for its "
+          f"predictions exactly, predict at --size {a} (medusa predict / Predictor size=), or run UFL with "
+          f"--size {a}", file=sys.stderr)
+
+
 def run_ufl(args: argparse.Namespace) -> int:
     """``medusa ufl``: train new heads on a frozen backbone, test them, write metrics JSON."""
     import lightning as L
@@ -248,6 +266,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     if "human_parts" in module.main_tasks and len(module.main_tasks) == 1:
         data_cfg.setdefault("drop_images_without_person", True)
     data = MultiTaskDataModule(**data_cfg)
+    _note_other_size(args.source_ckpt, tuple(data.input_size))
     trainer_cfg["max_epochs"] = args.epochs or trainer_cfg.get("max_epochs", 60)
     trainer = make_trainer(default_root_dir=str(out), **trainer_cfg)
     start = time.time()
