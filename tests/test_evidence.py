@@ -261,11 +261,15 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731  (NaN == NaN)
     assert same(changed["test"], fresh["test"]) and changed["best_epoch"] == fresh["best_epoch"]
     # an interrupted run of the same settings (checkpoints, no result yet) is resumed, not restarted
-    (tmp_path / "b" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json").unlink()
+    run_dir = tmp_path / "b" / "runs" / "nyud" / "mt_baseline" / "s0"
+    (run_dir / "result.json").unlink()
+    kept = json.loads((run_dir / "checkpoints" / "train_time.json").read_text())["train_time_s"]
     resumed, logs = run("b", 2)
     assert not any("afresh" in m for m in logs) and same(resumed["test"], fresh["test"])
-    # its train time is that of all its epochs, not only of the resumed part (here: nothing left to train)
-    assert resumed["train_time_s"] >= 0.8 * fresh["train_time_s"] > 0, (resumed["train_time_s"], fresh["train_time_s"])
+    # its train time is that of all its epochs, not only of the resumed part (here: nothing left to train): at
+    # least the epochs' time kept at the last epoch's end (not a ratio of the fresh run's total, which adds the
+    # last checkpoint's writing: that failed on a loaded machine, 1.3 s against 2.0 s)
+    assert resumed["train_time_s"] >= kept > 0, (resumed["train_time_s"], kept)
 
 
 @pytest.mark.parametrize(("edit", "message"), [
