@@ -1,6 +1,6 @@
 """One command that proves the CUDA paths and records GPU figures: ``benchmarks/gpu_check.sh``.
 
-On a machine with one CUDA GPU (about 10 minutes)::
+On a machine with one CUDA GPU (estimated at 10-15 minutes; not yet run on a GPU)::
 
     benchmarks/gpu_check.sh                       # = python benchmarks/gpu_check.py --device cuda --out results/gpu
 
@@ -9,23 +9,23 @@ runs, in order, each step writing ``<out>/<step>.json``:
 1. ``tests``: the device tests (``tests/test_device.py``, marker ``device``) on the device: every model's forward
    and backward in fp32 and bf16 autocast, fused vs literal equality, checkpoint saved on the device and loaded
    on the CPU;
-   ``pretrain``: a short ``medusa pretrain --device`` (1,024 rendered images, 2 epochs at 64x64; the full
+2. ``pretrain``: a short ``medusa pretrain --device`` (1,024 rendered images, 2 epochs at 64x64; the full
    profile's backbone is 8,000 images x 12 epochs): it trains on the device, seconds per epoch;
-   ``benchmark``: ``medusa benchmark`` with a one-run profile (Medusa N+E on synthetic NYUD at the full
+3. ``benchmark``: ``medusa benchmark`` with a one-run profile (Medusa N+E on synthetic NYUD at the full
    profile's 128x160, batch 8, 4 loader workers, 3 epochs): the benchmark's path end to end (data, training,
    the test score on the device, a prediction figure, REPORT.md) and its seconds per optimizer step;
-2. ``throughput_fp32`` / ``throughput_bf16_cl``: ``benchmarks/throughput.py`` at the paper's resolutions
+4. ``throughput_fp32`` / ``throughput_bf16_cl``: ``benchmarks/throughput.py`` at the paper's resolutions
    (480x640 NYUD, 512x512 PASCAL) with the largest batch that fits (halved until it does), fp32, then bf16
    autocast + channels_last;
-3. ``fit_medusa`` / ``fit_mtinet``: a short ``medusa fit`` (``--trainer.precision bf16-mixed``) at full NYUD
+5. ``fit_medusa`` / ``fit_mtinet``: a short ``medusa fit`` (``--trainer.precision bf16-mixed``) at full NYUD
    resolution on rendered data, images/s and peak memory measured by
    :class:`medusa_mtl.engine.monitor.ThroughputMonitor`;
-4. ``ddp``: a 2-process DDP ``medusa fit`` -- on the one GPU when the backend allows two processes on one
+6. ``ddp``: a 2-process DDP ``medusa fit`` -- on the one GPU when the backend allows two processes on one
    device, else on the CPU (gloo);
 
 then ``<out>/SUMMARY.md``: the Medusa / MTI-Net and Medusa / floor ratios of both throughput runs against the
 targets, the fit figures, the test counts and the DDP outcome. ``--device cpu --smoke`` runs the same steps
-with tiny sizes in well under a minute (the test suite does, so the script cannot rot).
+with tiny sizes in a few minutes on 2 CPU cores (the test suite does, so the script cannot rot).
 
 A step that fails is recorded (``"ok": false`` with the error's tail) and the script goes on; the exit status
 is 1 if any step failed.

@@ -22,6 +22,7 @@ from ..tasks import parse_tasks
 
 __all__ = ["UFLModel", "ufl_module_from_checkpoint", "load_ufl_config", "add_ufl_arguments", "run_ufl"]
 
+
 def _source_tasks_on(hp: dict[str, Any], name: str) -> list[str]:
     """The tasks the source model (every step of a UFL chain) has heads for on dataset ``name``."""
     from .training import ufl_steps
