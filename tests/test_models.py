@@ -491,6 +491,12 @@ def test_backbone_modules_options_dtypes_and_head_datasets_are_respected() -> No
         UFLModel(model, ["sal"], "pascal")
     assert UFLModel(model, ["human_parts"], "pascal").task_datasets() == {"semseg": "nyud", "sal": "pascal",
                                                                           "human_parts": "pascal"}
+    # an auxiliary task of the source (N+E: normals) has a trained head: say so, not only "already a task"
+    ne = create_model("mt_baseline", tasks=["semseg", "depth"], aux_tasks=["semseg", "depth", "normals", "edge"],
+                      dataset="nyud", backbone="test_efficientnet")
+    with pytest.raises(ConfigError, match=r"\['normals'\] are already nyud tasks of the source model \(normals as an "
+                                          r"auxiliary task"):
+        UFLModel(ne, ["normals"], "nyud")
 
 
 def test_transformer_sizes_and_tagged_names() -> None:

@@ -46,7 +46,13 @@ class UFLModel(nn.Module):
         known = source.task_datasets() if isinstance(source, UFLModel) else heads_datasets(source, source.aux_tasks)
         clash = [t for t in new_tasks if any(k.split(":")[-1] == t and d == dataset for k, d in known.items())]
         if clash:
-            raise ConfigError(f"UFL tasks {clash} are already {dataset} tasks of the source model")
+            # an auxiliary task (N+E's normals, edge) has a trained head too; "already a task" alone puzzled
+            main = set(getattr(source, "tasks", []) or [])
+            aux = [t for t in clash if not isinstance(source, UFLModel) and t not in main]
+            note = (f" ({', '.join(aux)} as {'an auxiliary task' if len(aux) == 1 else 'auxiliary tasks'}: the "
+                    "source has a trained head for it, not predicted at inference; UFL adds only tasks without a "
+                    "head)") if aux else ""
+            raise ConfigError(f"UFL tasks {clash} are already {dataset} tasks of the source model{note}")
         self.source = source
         for p in self.source.parameters():
             p.requires_grad_(False)
