@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,12 @@ def _check_source_declaration(hp: dict[str, Any], name: str, dataset: str | Path
 
 
 def ufl_module_from_checkpoint(
-    source_ckpt: str | Path, new_tasks: list[str] | str, dataset: str = "pascal", **overrides: Any
+    source_ckpt: str | Path, new_tasks: list[str] | str, dataset: str = "pascal", *,
+    checkpoint: dict[str, Any] | None = None, **overrides: Any
 ) -> Any:
     """A :class:`~medusa_mtl.engine.training.MultiTaskModule` for UFL: the source checkpoint's model, frozen, with
-    new heads for ``new_tasks`` on ``dataset``. ``overrides`` set optimiser hyper-parameters (lr, ...).
+    new heads for ``new_tasks`` on ``dataset``. ``overrides`` set optimiser hyper-parameters (lr, ...);
+    ``checkpoint``: the source's already loaded contents (then ``source_ckpt`` is not read again).
 
     The source may itself be a UFL checkpoint: the result predicts the source's tasks (all of them, unchanged)
     and the new ones."""
@@ -83,7 +86,7 @@ def ufl_module_from_checkpoint(
     from .evaluation import load_weights, rebuild_hparams
     from .training import MultiTaskModule, ufl_steps
 
-    ckpt = load_checkpoint(source_ckpt)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(source_ckpt)
     hp = rebuild_hparams(ckpt, source_ckpt)
     described = dict(hp)  # before the UFL step is added: what the source's weights must fit
     hp.update(overrides)
@@ -203,15 +206,16 @@ def _check_resumable(last: Path, module: Any, source_ckpt: str | Path | None = N
                           "--source-ckpt, or choose another --out")
 
 
-def _note_other_size(source_ckpt: str | Path, size: tuple[int, int]) -> None:
+def _note_other_size(source: Mapping[str, Any], size: tuple[int, int]) -> None:
     """Say so when the UFL run's input size is not the source checkpoint's training size: the UFL checkpoint
     runs every task of the chain at ``size`` (predict, export), so the source's tasks, whose weights stay as they
-    were, give other predictions than the source checkpoint does at its own size."""
+    were, give other predictions than the source checkpoint does at its own size. ``source``: the source
+    checkpoint's loaded contents."""
     import sys
 
-    from .checkpoints import load_checkpoint, training_size
+    from .checkpoints import training_size
 
-    own = training_size(None, load_checkpoint(source_ckpt))
+    own = training_size(None, source)
     if own is None or tuple(own) == tuple(size):
         return
     a, b = f"{own[0]}x{own[1]}", f"{size[0]}x{size[1]}"
@@ -228,7 +232,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..provenance import provenance, write_json
     from ..tasks import delta_m
-    from .checkpoints import checkpoint_epoch
+    from .checkpoints import checkpoint_epoch, load_checkpoint
     from .evaluation import evaluate_module, load_module, load_single_task_results
     from .training import MultiTaskDataModule, make_trainer, trainer_device
 
@@ -252,7 +256,8 @@ def run_ufl(args: argparse.Namespace) -> int:
         data_cfg.pop("tasks", None)  # the data module loads the model's (new) tasks
     L.seed_everything(args.seed, workers=True)
     overrides = {"lr": args.lr} if args.lr is not None else {}
-    module = ufl_module_from_checkpoint(args.source_ckpt, tasks, dataset, **overrides)
+    source = load_checkpoint(args.source_ckpt)  # read once: the module and the size note
+    module = ufl_module_from_checkpoint(args.source_ckpt, tasks, dataset, checkpoint=source, **overrides)
     if args.resume:
         _check_resumable(last, module, args.source_ckpt)
     # checked now, not after training: a bad file would cost the run its metrics
@@ -267,7 +272,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     if "human_parts" in module.main_tasks and len(module.main_tasks) == 1:
         data_cfg.setdefault("drop_images_without_person", True)
     data = MultiTaskDataModule(**data_cfg)
-    _note_other_size(args.source_ckpt, tuple(data.input_size))
+    _note_other_size(source, tuple(data.input_size))
     trainer_cfg["max_epochs"] = args.epochs or trainer_cfg.get("max_epochs", 60)
     trainer = make_trainer(default_root_dir=str(out), **trainer_cfg)
     start = time.time()

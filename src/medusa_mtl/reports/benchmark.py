@@ -1042,11 +1042,8 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
              f"{jobs} job(s) at a time, "
              + (f"{threads} torch thread(s) per run" if device == "cpu" else f"training on {device}")]
     if pre_file is not None:
-        from ..engine.pretrain import resolve_device
-
         there = pre_file.is_file() and pre_file.with_suffix(".json").is_file()
-        where = resolve_device("auto")
-        where_text = "the CPU" if where.type == "cpu" else str(where)
+        where_text = "the CPU" if device == "cpu" else device  # pretrain's --device auto: the same rule
         lines.append(f"pretrained backbone {pre_file}: "
                      + ("cached" if there else f"absent: pretrained first (on {where_text})"))
     fingerprints = _fingerprints(profile, methods, pre_file, threads, device)
