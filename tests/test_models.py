@@ -722,3 +722,27 @@ def test_a_resolver_that_hangs_leaves_the_download_to_timm(monkeypatch: pytest.M
         release.set()
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(socket.gaierror(-2, "no")))
     assert hub._resolves("huggingface.co", timeout=5) is False
+
+
+def test_a_ufl_decoder_of_mtan_trains_its_own_refinement_blocks_in_train_mode() -> None:
+    """The new MTAN decoder of a UFL model has refinement blocks of its own (random, trainable, shared by the new
+    tasks only); they ran with eval-mode BatchNorm (running statistics of the initialisation, never updated)
+    while their weights trained, as the decoder is marked as on a frozen backbone. The source's frozen
+    refinement blocks stay in eval mode."""
+    from medusa_mtl.models.ufl import UFLModel
+
+    torch.manual_seed(0)
+    source = create_model("mtan", tasks=["semseg"], dataset="nyud", backbone="test_efficientnet")
+    source.freeze_backbone()
+    ufl = UFLModel(source, ["sal"], "pascal").train()
+    refine = ufl.decoder.refine
+    assert all(p.requires_grad for p in refine.parameters())
+    assert refine.training and not ufl.backbone.training
+    assert not source.refine.training
+    bn = next(m for m in refine.modules() if isinstance(m, nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    ufl(torch.randn(2, 3, 64, 64))
+    assert not torch.equal(bn.running_mean, before)
+    # a model whose own backbone is frozen (add_task) keeps its shared refinement blocks frozen, in eval mode
+    source.train()
+    assert not source.refine.training and not any(p.requires_grad for p in source.refine.parameters())

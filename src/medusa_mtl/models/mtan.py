@@ -176,10 +176,13 @@ class MTAN(IndependentHeadsModel):
             p.requires_grad_(False)
             p.grad = None
         self.refine.eval()
+        self._refine_frozen = True
 
     def train(self, mode: bool = True) -> MTAN:
         super().train(mode)
-        if self.backbone_frozen:
+        # the refinement blocks frozen by freeze_backbone, not those of a decoder that only shares a frozen backbone
+        # (a UFL decoder's own, which train)
+        if getattr(self, "_refine_frozen", False):
             self.refine.eval()
         return self
 
