@@ -746,3 +746,25 @@ def test_a_ufl_decoder_of_mtan_trains_its_own_refinement_blocks_in_train_mode() 
     # a model whose own backbone is frozen (add_task) keeps its shared refinement blocks frozen, in eval mode
     source.train()
     assert not source.refine.training and not any(p.requires_grad for p in source.refine.parameters())
+
+
+@pytest.mark.parametrize("name", ["medusa", "mt_baseline", "mtan"])
+def test_a_head_added_again_after_its_frozen_head_was_dropped_trains(name: str) -> None:
+    """freeze_heads() then drop_auxiliary_heads() left the dropped heads' names marked frozen: a head added later
+    under such a name (normals, auxiliary before, now a new main task) counted as frozen, so train mode never ran
+    it (no output, nothing to learn) although its parameters required gradients."""
+    torch.manual_seed(0)
+    model = create_model(name, tasks=["semseg", "depth"], aux_tasks=NYUD_AUX, dataset="nyud",
+                         backbone="test_efficientnet")
+    model.freeze_backbone()
+    model.freeze_heads()
+    assert model.drop_auxiliary_heads() == ["normals", "edge"]
+    assert model.frozen_heads == ["semseg", "depth"]
+    head = model.add_task("normals")
+    assert model.frozen_heads == ["semseg", "depth"]
+    model.train()
+    assert head.training
+    out = model(image())
+    assert {k for k in out if k != DEEP_SUPERVISION} == {"normals"}
+    total_loss(out).backward()
+    assert all(p.grad is not None for p in head.parameters())

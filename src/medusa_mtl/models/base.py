@@ -140,6 +140,8 @@ class IndependentHeadsModel(MultiTaskModel):
             head.to(device=ref.device, dtype=ref.dtype)
         head.train(self.training)
         self.heads[name] = head
+        # a fresh head trains: a head of this name frozen and dropped earlier leaves no mark on it
+        self._frozen_heads = [t for t in getattr(self, "_frozen_heads", []) if t != name]
         if main:
             self.tasks.append(name)
             self.aux_tasks.insert(len(self.tasks) - 1, name)
@@ -155,6 +157,7 @@ class IndependentHeadsModel(MultiTaskModel):
         dropped = [t for t in self.aux_tasks if t not in self.tasks]
         for t in dropped:
             del self.heads[t]
+        self._frozen_heads = [t for t in getattr(self, "_frozen_heads", []) if t not in dropped]
         self.aux_tasks = list(self.tasks)
         return dropped
 
