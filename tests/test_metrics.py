@@ -604,3 +604,16 @@ def test_edge_reference_ap_by_hand() -> None:
     # one distinct recall -> 0; a curve over the whole grid at P = 1 -> 101 / 100 (the published definition)
     assert ap(np.array([0.5, 0.9]), np.array([0.3, 0.3])) == 0.0
     assert ap(np.ones(2), np.array([0.0, 1.0])) == pytest.approx(1.01)
+
+
+def test_delta_m_takes_a_comma_separated_task_string_and_refuses_duplicates() -> None:
+    # "semseg,depth" (as build_metrics and create_model take it) was iterated character by character: "unknown
+    # task 's'"; a task listed twice counted twice in the mean
+    res = {"semseg": {"mIoU": 33.21}, "depth": {"rmse": 0.614}}
+    st = {"semseg": {"mIoU": 34.57}, "depth": {"rmse": 0.606}}
+    assert delta_m(res, st, "semseg, depth") == delta_m(res, st, ["semseg", "depth"])
+    assert delta_m(res, st, "depth") == delta_m(res, st, ["depth"])
+    with pytest.raises(ValueError, match="listed twice"):
+        delta_m(res, st, ["semseg", "semseg", "depth"])
+    with pytest.raises(ValueError, match="main_tasks is empty"):
+        delta_m(res, st, "")

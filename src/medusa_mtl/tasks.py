@@ -458,21 +458,24 @@ def is_declared_dataset(name: str) -> bool:
 def delta_m(
     results: Mapping[str, Mapping[str, Any]],
     single_task: Mapping[str, Mapping[str, Any]],
-    main_tasks: Iterable[str],
+    main_tasks: str | Iterable[str],
 ) -> float:
     """Multi-task performance Δm in percent (SPEC §2, survey Eq. 10).
 
     ``Δm = 100 / T · Σ_t s_t · (M_t − M_st,t) / M_st,t`` over the main tasks t, with M the task's Δm metric
     (``get_task(t).dm_metric``) and s_t = ``get_task(t).sign`` (+1 higher-is-better, −1 otherwise).
+    ``main_tasks``: a list or ``"a,b"``, each task once.
 
     Example (the formula check of SPEC §2, on the paper's published MT-baseline and ST figures):
         >>> round(delta_m({"semseg": {"mIoU": 33.21}, "depth": {"rmse": 0.614}},
         ...               {"semseg": {"mIoU": 34.57}, "depth": {"rmse": 0.606}}, ["semseg", "depth"]), 2)
         -2.63
     """
-    tasks = list(main_tasks)
+    tasks = ([t.strip() for t in main_tasks.split(",") if t.strip()] if isinstance(main_tasks, str)
+             else list(main_tasks))
     if not tasks:
         raise ValueError("delta_m: main_tasks is empty")
+    tasks = parse_tasks(tasks)  # known tasks, none listed twice (it would count twice in the mean)
     total = 0.0
     for name in tasks:
         task = get_task(name)
