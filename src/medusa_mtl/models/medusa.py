@@ -212,6 +212,10 @@ class Medusa(IndependentHeadsModel):
 
         SFA masks are the SABlocks' sigmoid maps averaged over channels; MSA weights are the per-pixel softmax
         over scales at scale 0 (stride 4). Keys are absent when the mechanism is switched off.
+
+        It runs the network in its current mode, like ``forward``: call it in eval mode (as ``Predictor`` does)
+        for the maps of inference; in train mode BatchNorm uses the batch's statistics and updates its running
+        averages.
         """
         features = self.backbone(x)
         return {t: self.heads[t].attention_maps(features) for t in self.tasks}
