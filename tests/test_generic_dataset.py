@@ -413,3 +413,13 @@ def test_ufl_on_a_dataset_yaml_reusing_the_source_datasets_name(tmp_path: Path) 
         assert str(root / "dataset.yaml") in lines[0] and "'lanes'" in lines[0] and "same_t" in lines[0], lines[0]
         assert not (tmp_path / f"u_{what}" / "checkpoints").exists()
     forget_dataset("same_t")
+
+
+def test_create_model_given_a_dataset_yaml_path_says_how_to_read_it(roads: Path) -> None:
+    from medusa_mtl import create_model
+
+    with pytest.raises(ValueError, match=r"unknown dataset .*dataset\.yaml.*get_dataset_info"):
+        create_model("medusa", tasks=["drivable"], dataset=str(roads))
+    info = get_dataset_info(str(roads))  # the way the message names: then the name is accepted
+    model = create_model("medusa", tasks=["drivable"], dataset=info.name)
+    assert model.tasks == ["drivable"]

@@ -149,7 +149,12 @@ _BUILTIN_DATASET_ALIASES = frozenset(_DATASET_ALIASES)
 def _dataset_key(dataset: str) -> str:
     key = _DATASET_ALIASES.get(dataset.lower())
     if key is None:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(set(_DATASET_ALIASES))}")
+        hint = ""
+        if dataset.endswith((".yaml", ".yml")):
+            # create_model and the task registry take declared datasets by name, once read
+            hint = (f"; a dataset.yaml is read (and its tasks registered) by "
+                    f"medusa_mtl.data.datasets.get_dataset_info({dataset!r}), whose .name is then accepted here")
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(set(_DATASET_ALIASES))}{hint}")
     return key
 
 
@@ -191,6 +196,8 @@ def parse_tasks(tasks: str | Iterable[str], dataset: str | None = None) -> list[
     names = [n for n in names if n]
     if not names:
         raise ValueError("the task list is empty")
+    if isinstance(dataset, str) and dataset.endswith((".yaml", ".yml")) and not is_declared_dataset(dataset):
+        _dataset_key(dataset)  # a path given for a name: say how to read it before its tasks are called unknown
     seen: list[str] = []
     for n in names:
         task = get_task(n)
