@@ -545,6 +545,15 @@ def test_evaluate_heldout_scores_the_split_the_run_was_selected_on(synth: dict[s
     assert result["num_images"] == len(data.split_ids()[1]) == 2
     assert result["metrics"]["semseg"]["mIoU"] == pytest.approx(fit_metrics["semseg"]["mIoU"], rel=1e-5)
     assert result["metrics"]["depth"]["rmse"] == pytest.approx(fit_metrics["depth"]["rmse"], rel=1e-5)
+    # without --out, the held-out scores went to <ckpt>.metrics.json too, over the test split's scores there
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    for split in ("test", "heldout"):
+        rc, stdout, err = run_cli(["evaluate", "--ckpt", str(ckpt), "--data", str(synth["nyud"]), "--split", split,
+                                   "--num-workers", "0"])
+        assert rc == 0, err
+    assert json.loads((tmp_path / "checkpoints" / "last.metrics.json").read_text())["split"] == "test"
+    heldout = json.loads((tmp_path / "checkpoints" / "last.heldout.metrics.json").read_text())
+    assert heldout["split"] == "heldout" and heldout["metrics"] == result["metrics"]
 
 
 def test_evaluate_on_the_test_split_needs_no_train_split(synth: dict[str, Path], tmp_path: Path) -> None:

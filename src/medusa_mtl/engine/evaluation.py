@@ -173,6 +173,13 @@ def heldout_split_options(ckpt: Mapping[str, Any], path: str | os.PathLike[str])
     return options
 
 
+def default_metrics_path(ckpt: str | os.PathLike[str], split: str) -> Path:
+    """Where ``medusa evaluate`` writes its metrics without ``--out``: next to the checkpoint,
+    ``<ckpt>.metrics.json`` for the test split (the name it always had) and ``<ckpt>.<split>.metrics.json`` for
+    another split, so scoring the held-out split keeps the test split's file."""
+    return Path(ckpt).with_suffix(".metrics.json" if split == "test" else f".{split}.metrics.json")
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa evaluate``."""
     parser.add_argument("--ckpt", required=True, help="checkpoint to evaluate")
@@ -196,7 +203,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                              "salient-object literature; maxF1 "
                              "with beta^2 = 1, the reference code's, is always reported too)")
     parser.add_argument("--out", default=None, type=output_file,
-                        help="metrics JSON path (default: next to the checkpoint)")
+                        help="metrics JSON path (default: next to the checkpoint, <ckpt>.metrics.json for the "
+                             "test split, <ckpt>.heldout.metrics.json for --split heldout)")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -253,7 +261,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
     results = evaluate_module(module, loader, progress=True)
     dm = delta_m(results, single, module.main_tasks) if single else None
-    out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".metrics.json")
+    out = Path(args.out) if args.out else default_metrics_path(args.ckpt, args.split)
     write_json(out, {
         "checkpoint": str(args.ckpt), "dataset": dataset, "data": str(args.data), "split": args.split,
         "model": module.hparams.arch, "tasks": module.main_tasks, "training_seed": ckpt.get("training_seed"),
