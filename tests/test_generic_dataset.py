@@ -380,6 +380,16 @@ def test_a_class_added_to_the_dataset_yaml_after_training_is_refused(tmp_path: P
     lines = [line for line in err.splitlines() if line.startswith("medusa evaluate: error:")]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert "task 'lanes' with 4 classes against 3" in lines[0]
+    # as many classes under other names (or in another order) passed: the network's class 1 was scored as 'dashed'
+    (changed / "dataset.yaml").write_text("name: lanes_t\nsize: [32, 32]\ntasks:\n"
+                                          "  lanes: {kind: segmentation, classes: [bg, dashed, solid]}\n")
+    shutil.copy(yaml_path.parent / "lanes" / "img008.png", changed / "lanes" / "img008.png")
+    rc, _, err = run_cli(["evaluate", "--ckpt", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--data",
+                          str(changed), "--num-workers", "0"])
+    lines = [line for line in err.splitlines() if line.startswith("medusa evaluate: error:")]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert str(changed / "dataset.yaml") in lines[0] and "task 'lanes'" in lines[0], lines[0]
+    assert "['bg', 'dashed', 'solid']" in lines[0] and "['bg', 'solid', 'dashed']" in lines[0], lines[0]
 
 
 def test_ufl_on_a_dataset_yaml_reusing_the_source_datasets_name(tmp_path: Path) -> None:
@@ -396,6 +406,7 @@ def test_ufl_on_a_dataset_yaml_reusing_the_source_datasets_name(tmp_path: Path) 
     new_task = "  lanes2: {kind: segmentation, folder: lanes, classes: [bg, solid, dashed]}\n"
     variants = {
         "changed": "  lanes: {kind: segmentation, classes: [bg, solid, dashed, extra]}\n" + new_task,
+        "renamed": "  lanes: {kind: segmentation, classes: [bg, dashed, solid]}\n" + new_task,
         "dropped": new_task,
         "kept": "  lanes: {kind: segmentation, classes: [bg, solid, dashed]}\n" + new_task,
     }
@@ -411,6 +422,8 @@ def test_ufl_on_a_dataset_yaml_reusing_the_source_datasets_name(tmp_path: Path) 
         lines = [line for line in err.splitlines() if line.startswith("medusa ufl: error:")]
         assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
         assert str(root / "dataset.yaml") in lines[0] and "'lanes'" in lines[0] and "same_t" in lines[0], lines[0]
+        if what == "renamed":  # the frozen head's class 1 is 'solid': the same count under other names passed
+            assert "['bg', 'dashed', 'solid']" in lines[0] and "['bg', 'solid', 'dashed']" in lines[0], lines[0]
         assert not (tmp_path / f"u_{what}" / "checkpoints").exists()
     forget_dataset("same_t")
 

@@ -566,7 +566,8 @@ class MultiTaskDataModule(L.LightningDataModule):
         """Refuse a model whose tasks the dataset now declares otherwise. A model trained on a declared dataset
         reads the folder's ``dataset.yaml``, which replaces the declaration the checkpoint recorded: a task whose
         kind or output channels changed since (a class added, say) would fail deep in a loss, or be scored
-        against labels the network cannot predict."""
+        against labels the network cannot predict; one whose classes were renamed or reordered (as many of
+        them) would have its outputs scored as other classes."""
         recorded = [d for d in (dict(getattr(module, "hparams", {}) or {}).get("dataset_specs") or [])
                     if d.get("name") == self.dataset_name]
         current = get_dataset_info(self.dataset_name).spec
@@ -584,6 +585,13 @@ class MultiTaskDataModule(L.LightningDataModule):
                     f"{current.root or self.root}: the dataset.yaml declares task {t.name!r} with {what} when the "
                     "model was trained (the checkpoint's declaration): the network cannot predict it; train a new "
                     "model, or use the declaration the model was trained with"
+                )
+            if old is not None and old.classes != t.classes:
+                raise ConfigError(
+                    f"{current.path or current.root or self.root}: the dataset.yaml declares task {t.name!r} with "
+                    f"classes {list(t.classes)}, but the model was trained with {list(old.classes)} (the "
+                    "checkpoint's declaration): its outputs would be scored as other classes; train a new model, "
+                    "or use the declaration the model was trained with"
                 )
 
     def _resolve_tasks(self) -> list[str]:

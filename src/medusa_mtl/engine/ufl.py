@@ -38,8 +38,9 @@ def _source_tasks_on(hp: dict[str, Any], name: str) -> list[str]:
 def _check_source_declaration(hp: dict[str, Any], name: str, dataset: str | Path) -> None:
     """Refuse a dataset.yaml that reuses the ``name`` of a dataset the source was trained on but declares the
     source's tasks otherwise: it replaces the checkpoint's declaration, so the frozen heads could not be rebuilt
-    (a size mismatch deep in ``load_state_dict``, or an unknown task). The same declaration plus new tasks is
-    fine: one more step on the same dataset."""
+    (a size mismatch deep in ``load_state_dict``, or an unknown task), or would name their classes otherwise (the
+    same number of classes renamed or reordered). The same declaration plus new tasks is fine: one more step on
+    the same dataset."""
     from ..data.datasets import get_dataset_info
     from ..data.generic import spec_from_dict
     from ..errors import ConfigError
@@ -62,6 +63,8 @@ def _check_source_declaration(hp: dict[str, Any], name: str, dataset: str | Path
                     if new.kind == old.kind == "segmentation"
                     else f"declares kind {new.kind} with {new.channels} channel(s) against {old.kind} with "
                          f"{old.channels}")
+        elif old.classes != new.classes:  # as many classes, other names or order: the head's outputs mean others
+            what = f"declares its classes {list(new.classes)} against {list(old.classes)}"
         else:
             continue
         raise ConfigError(
