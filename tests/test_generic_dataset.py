@@ -283,6 +283,23 @@ def test_bad_label_files_name_the_file(tmp_path: Path) -> None:
         assert str(path) in str(info.value)
 
 
+def test_float_npy_segmentation_labels_must_hold_whole_class_indices(tmp_path: Path) -> None:
+    # whole-valued floats are class indices; 2.5 or NaN must not be cast to a class (astype truncates 2.5 to 2)
+    task = generic.TaskSpec(name="lanes", kind="segmentation", folder="lanes", channels=3,
+                            classes=("bg", "solid", "dashed"))
+    whole = np.zeros((4, 4), np.float32)
+    whole[1, 1] = 2.0
+    np.save(tmp_path / "whole.npy", whole)
+    assert generic.read_label(tmp_path / "whole.npy", task)[1, 1] == 2
+    for name, value in (("half", 2.5), ("nan", np.nan)):
+        arr = whole.copy()
+        arr[2, 2] = value
+        np.save(tmp_path / f"{name}.npy", arr)
+        with pytest.raises(generic.DataFormatError, match="must be whole numbers") as info:
+            generic.read_label(tmp_path / f"{name}.npy", task)
+        assert str(tmp_path / f"{name}.npy") in str(info.value)
+
+
 def test_ufl_on_a_bad_label_stops_with_the_file_and_writes_no_checkpoint(tmp_path: Path) -> None:
     yaml_path = write_generic(tmp_path / "d", "badufl_t", n=6)
     bad = yaml_path.parent / "lanes" / "img000.png"
