@@ -384,6 +384,22 @@ def test_results_json_runs_mark_ufl_runs_of_an_ne_backbone_as_n_e() -> None:
     assert entries["nyud/medusa/s0"]["n_e"] is False and entries["pascal/single_task/s0"]["n_e"] is False
 
 
+def test_results_json_runs_say_a_ufl_run_backbone_is_its_source_runs_pretrained_one() -> None:
+    # a UFL run loads its source checkpoint (no pretrained file of its own), but its frozen backbone is the source
+    # run's, which started from the shared pretrained backbone: the entry said "pretrained": false
+    from dataclasses import replace
+
+    from medusa_mtl.reports.benchmark import build_tables, plan_runs
+
+    runs = plan_runs(["single_task", "mt_baseline", "medusa"], {"seeds": [0, 1], "seed": 0})
+    runs = [replace(r, pretrained=False) if r.key == "nyud/medusa_ne/s1" else r for r in runs]
+    entries = {e["name"]: e for e in build_tables(_fake_results(runs, _fake_metrics), runs)["runs"]}
+    assert entries["ufl/medusa/s0"]["source"] == "nyud/medusa_ne/s0" and entries["ufl/medusa/s0"]["pretrained"] is True
+    assert entries["ufl/mt_baseline/s1"]["pretrained"] is True and entries["nyud/medusa_ne/s0"]["pretrained"] is True
+    # and says so for a source trained from scratch
+    assert entries["ufl/medusa/s1"]["pretrained"] is False and entries["nyud/medusa_ne/s1"]["pretrained"] is False
+
+
 def test_the_seed_noise_of_every_multi_seed_row_is_checked_against_two_points() -> None:
     import statistics
 

@@ -482,6 +482,14 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
         source = by_key.get(run.source)
         return source.ne if source is not None else run.source.rsplit("/s", 1)[0].endswith("_ne")
 
+    def pretrained(run: Run) -> bool:
+        """Whether the run's backbone started from the shared pretrained one; for a UFL run (which loads its
+        source checkpoint, not the pretrained file), whether its frozen backbone's source run did."""
+        if run.group != "ufl" or not run.source:
+            return run.pretrained
+        source = by_key.get(run.source)
+        return source.pretrained if source is not None else run.pretrained
+
     for run in runs:
         rec = results.get(run.key)
         if rec is None:
@@ -493,7 +501,7 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
         dm_of[run.key] = dm
         run_entries.append({
             "name": run.key, "row": run.base, "dataset": run.dataset, "model": run.model, "n_e": n_e(run),
-            "seed": run.seed, "ufl": run.group == "ufl", "pretrained": run.pretrained and run.group != "ufl",
+            "seed": run.seed, "ufl": run.group == "ufl", "pretrained": pretrained(run),
             "source": run.source, "metrics": _scalars(rec["test"]), "delta_m": dm,
             "params": rec["params"], "trainable_params": rec["trainable_params"],
             "train_time_s": rec["train_time_s"],
