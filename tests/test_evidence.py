@@ -400,6 +400,23 @@ def test_results_json_runs_say_a_ufl_run_backbone_is_its_source_runs_pretrained_
     assert entries["ufl/medusa/s1"]["pretrained"] is False and entries["nyud/medusa_ne/s1"]["pretrained"] is False
 
 
+def test_results_json_pretrained_says_what_the_run_started_from() -> None:
+    # a profile without `pretrain:` has no file to start from: its runs' records carry pretrained_file None, and
+    # the entries said "pretrained": true (what each run asks for when the profile has one)
+    from medusa_mtl.reports.benchmark import build_tables, plan_runs
+
+    runs = plan_runs(["single_task", "mt_baseline"], {"seeds": [0], "seed": 0})
+    results = _fake_results(runs, _fake_metrics)
+    for rec in results.values():
+        rec["pretrained_file"] = None
+    entries = {e["name"]: e for e in build_tables(results, runs)["runs"]}
+    assert entries["nyud/mt_baseline/s0"]["pretrained"] is False
+    assert entries["ufl/mt_baseline/s0"]["pretrained"] is False
+    results["nyud/mt_baseline/s0"]["pretrained_file"] = "data/pretrained/x.pth"
+    entries = {e["name"]: e for e in build_tables(results, runs)["runs"]}
+    assert entries["nyud/mt_baseline/s0"]["pretrained"] is True and entries["ufl/mt_baseline/s0"]["pretrained"] is True
+
+
 def test_the_seed_noise_of_every_multi_seed_row_is_checked_against_two_points() -> None:
     import statistics
 

@@ -482,13 +482,19 @@ def build_tables(results: dict[str, dict[str, Any]], runs: list[Run]) -> dict[st
         source = by_key.get(run.source)
         return source.ne if source is not None else run.source.rsplit("/s", 1)[0].endswith("_ne")
 
+    def started_pretrained(run: Run) -> bool:
+        # what the run started from, as its record says (a profile without `pretrain:` has no file to start
+        # from, whatever the run asked for); records without the field: what it asked for
+        rec = results.get(run.key) or {}
+        return bool(rec["pretrained_file"]) if "pretrained_file" in rec else run.pretrained
+
     def pretrained(run: Run) -> bool:
         """Whether the run's backbone started from the shared pretrained one; for a UFL run (which loads its
         source checkpoint, not the pretrained file), whether its frozen backbone's source run did."""
         if run.group != "ufl" or not run.source:
-            return run.pretrained
+            return started_pretrained(run)
         source = by_key.get(run.source)
-        return source.pretrained if source is not None else run.pretrained
+        return started_pretrained(source) if source is not None else run.pretrained
 
     for run in runs:
         rec = results.get(run.key)
