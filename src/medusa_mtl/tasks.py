@@ -478,11 +478,11 @@ def delta_m(
         ...               {"semseg": {"mIoU": 34.57}, "depth": {"rmse": 0.606}}, ["semseg", "depth"]), 2)
         -2.63
     """
-    tasks = ([t.strip() for t in main_tasks.split(",") if t.strip()] if isinstance(main_tasks, str)
-             else list(main_tasks))
-    if not tasks:
+    if not isinstance(main_tasks, str):
+        main_tasks = list(main_tasks)
+    if not main_tasks or (isinstance(main_tasks, str) and not main_tasks.strip(" ,")):
         raise ValueError("delta_m: main_tasks is empty")
-    tasks = parse_tasks(tasks)  # known tasks, none listed twice (it would count twice in the mean)
+    tasks = parse_tasks(main_tasks)  # "a,b" or a list; known tasks, none listed twice (it would count twice)
     total = 0.0
     for name in tasks:
         task = get_task(name)
