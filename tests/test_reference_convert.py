@@ -113,3 +113,17 @@ def test_convert_command_writes_a_checkpoint_of_ours(tmp_path: Path, capsys: pyt
     assert main(["convert", "--reference-ckpt", str(ref_file), "--model", "padnet", "--dataset", "nyud",
                  "--tasks", "semseg,depth", "--out", str(tmp_path / "x.ckpt")]) == 2
     assert "reference checkpoint does not match" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("model", "why"), [("medusa", "Medusa has no reference implementation"),
+                                            ("mtan", "ResNet backbone"), ("single_task", "as an MT baseline"),
+                                            ("unet", "not a mapped architecture")])
+def test_convert_command_says_why_a_model_cannot_be_converted(model: str, why: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse's choices gave only "invalid choice: 'medusa'"; the reason was in the Python API alone
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "--reference-ckpt", str(tmp_path / "x.pth.tar"), "--model", model, "--dataset", "nyud",
+              "--tasks", "semseg", "--out", str(tmp_path / "x.ckpt")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--model" in err and why in err and "mt_baseline, padnet, mtinet" in err, err
+    assert not (tmp_path / "x.ckpt").exists()

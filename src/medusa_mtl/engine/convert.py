@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..models.reference import CONVERTIBLE, from_reference
+from ..models.reference import CONVERTIBLE, from_reference, not_convertible_reason
 from ..options import output_file
 from .checkpoints import atomic_torch_save, load_checkpoint
 
@@ -51,11 +51,20 @@ def convert_reference_checkpoint(path: str | Path, model: str, dataset: str, tas
     return out
 
 
+def convertible_model(value: str) -> str:
+    """``--model``: a mapped architecture; another zoo model is refused with the reason (not only "invalid
+    choice")."""
+    if value not in CONVERTIBLE:
+        raise argparse.ArgumentTypeError(not_convertible_reason(value))
+    return value
+
+
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medusa convert``."""
     parser.add_argument("--reference-ckpt", required=True,
                         help="file saved by the reference code (best_model.pth.tar or checkpoint.pth.tar)")
-    parser.add_argument("--model", required=True, choices=CONVERTIBLE, help="its architecture")
+    parser.add_argument("--model", required=True, type=convertible_model, metavar="{" + ",".join(CONVERTIBLE) + "}",
+                        help="its architecture")
     parser.add_argument("--dataset", required=True, help="nyud or pascal")
     parser.add_argument("--tasks", required=True, help="main tasks, comma-separated (e.g. semseg,depth)")
     parser.add_argument("--aux-tasks", default=None,

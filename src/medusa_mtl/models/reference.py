@@ -30,7 +30,8 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["REFERENCE_TASK_ORDER", "reference_task_order", "from_reference", "to_reference", "CONVERTIBLE"]
+__all__ = ["REFERENCE_TASK_ORDER", "reference_task_order", "from_reference", "to_reference", "CONVERTIBLE",
+           "not_convertible_reason"]
 
 #: the reference's fixed task order (its configuration code keeps the enabled tasks in this order)
 REFERENCE_TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "edge", "depth")
@@ -85,14 +86,24 @@ def reference_task_order(tasks: Sequence[str]) -> list[str]:
     return sorted(tasks, key=lambda t: REFERENCE_TASK_ORDER.index(t) if t in REFERENCE_TASK_ORDER else 99)
 
 
+# Why the other zoo models have no mapping (said by from_reference / to_reference and `medusa convert --model`).
+NOT_CONVERTIBLE = {
+    "medusa": "Medusa has no reference implementation",
+    "mtan": "the reference's MTAN is built on a ResNet backbone, not HRNet",
+    "single_task": "convert each task's single-task network as an MT baseline with that one task",
+}
+
+
+def not_convertible_reason(name: str) -> str:
+    """Why reference checkpoints of model ``name`` cannot be mapped (a one-line message naming the mapped ones)."""
+    return (f"cannot map reference checkpoints for model {name!r}: "
+            f"{NOT_CONVERTIBLE.get(str(name), 'not a mapped architecture')} (mapped: {', '.join(CONVERTIBLE)})")
+
+
 def _arch(model: Any) -> str:
     name = getattr(model, "registry_name", None)
     if name not in _RULES:
-        why = {"medusa": "Medusa has no reference implementation",
-               "mtan": "the reference's MTAN is built on a ResNet backbone, not HRNet",
-               "single_task": "convert each task's single-task network as an MT baseline with that one task"}
-        raise ConfigError(f"cannot map reference checkpoints for model {name!r}: "
-                          f"{why.get(str(name), 'not a mapped architecture')} (mapped: {', '.join(CONVERTIBLE)})")
+        raise ConfigError(not_convertible_reason(str(name)))
     return str(name)
 
 
