@@ -286,6 +286,8 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     # misspelt keys were read by nothing: the defaults ran, and the report named the profile's settings
     (lambda p: p.update(bn_momentun=0.1), "unknown key(s) ['bn_momentun'] in the profile"),
     (lambda p: p["data"]["nyud"].update(scale=[1.0]), "unknown key(s) ['scale'] in data.nyud"),
+    (lambda p: p["data"]["pascal"].update(rotation=-5), "data.pascal.rotation must be a number of degrees in [0, 180]"),
+    (lambda p: p["data"]["pascal"].update(rotation="none"), "data.pascal.rotation must be a number of degrees"),
     (lambda p: p["loader"].update(chache=True), "unknown key(s) ['chache'] in loader"),
     (lambda p: p["st_pascal"].update(momentun=0.5), "unknown key(s) ['momentun'] in st_pascal"),
 ])

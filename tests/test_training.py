@@ -305,6 +305,32 @@ def test_datamodule_scales_replace_the_augmentation(synth: dict[str, Path]) -> N
             MultiTaskDataModule(dataset="nyud", root=str(synth["nyud"]), scales=bad)
 
 
+def test_datamodule_rotation_replaces_the_protocols(synth: dict[str, Path]) -> None:
+    """``rotation`` sets the largest train rotation (PASCAL's protocol: 20 degrees); with ``scales=[1.0]`` and
+    ``rotation=0`` each train sample is the eval sample or its mirror image."""
+    data = MultiTaskDataModule(dataset="pascal", root=str(synth["pascal"]), tasks=["human_parts", "sal"],
+                               size=(64, 64), batch_size=2, num_workers=0, val_fraction=0.25, scales=[1.0],
+                               rotation=0)
+    data.setup("fit")
+    assert data.train_set.transform.augment.max_rotation == 0.0
+    assert data.train_set.transform.augment.flip_prob == 0.5
+    from medusa_mtl.data.datasets import build_dataset
+
+    plain = build_dataset("pascal", synth["pascal"], "train", ["human_parts", "sal"], train=False, size=(64, 64),
+                          ids=data.train_ids)
+    torch.manual_seed(0)
+    for i in range(len(plain)):
+        for task in ("human_parts", "sal"):
+            got, ref = data.train_set[i][task], plain[i][task]
+            assert torch.equal(got, ref) or torch.equal(got, ref.flip(-1)), (i, task)
+    # alone, it keeps the protocol's scales
+    rotated = MultiTaskDataModule(dataset="pascal", root=str(synth["pascal"]), size=(64, 64), rotation=5)
+    assert rotated.augment.max_rotation == 5.0 and rotated.augment.scale_range == (0.75, 1.25)
+    for bad in (-1, 181, True):
+        with pytest.raises(ConfigError, match="--data.rotation"):
+            MultiTaskDataModule(dataset="pascal", root=str(synth["pascal"]), rotation=bad)
+
+
 def test_datamodule_cache_gives_the_same_batches(synth: dict[str, Path]) -> None:
     """``cache=True`` keeps decoded samples of all three splits; an epoch's batches are unchanged."""
     kw = dict(dataset="nyud", root=str(synth["nyud"]), tasks=["semseg", "depth"], size=(64, 64), batch_size=2,

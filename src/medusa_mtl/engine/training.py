@@ -488,6 +488,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         cache: keep every decoded sample in memory after its first read (same batches, faster later epochs;
             memory: the decoded dataset, per worker). Worth it for small datasets and ``num_workers`` 0 (the
             benchmark profiles); off by default.
+        rotation: largest random rotation of the train augmentation in degrees (drawn from
+            U(-rotation, rotation)), replacing the dataset's protocol (SPEC §6: NYUD 0, PASCAL 20); with
+            ``scales=[1.0]`` and ``rotation=0`` the train transform flips only. ``None`` = the protocol.
     """
 
     def __init__(
@@ -506,6 +509,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         drop_images_without_person: bool = False,
         scales: list[float] | None = None,
         cache: bool = False,
+        rotation: float | None = None,
     ) -> None:
         super().__init__()
         # Recorded in checkpoints (``datamodule_hyper_parameters``): prediction reuses the training size.
@@ -558,6 +562,11 @@ class MultiTaskDataModule(L.LightningDataModule):
                 raise ConfigError(f"--data.scales must be a non-empty list of positive numbers, got {scales}")
             self.augment = dataclasses.replace(get_dataset_info(self.dataset_name).augment, scales=tuple(vals),
                                                scale_range=None)
+        if rotation is not None:
+            if isinstance(rotation, bool) or not isinstance(rotation, int | float) or not 0 <= rotation <= 180:
+                raise ConfigError(f"--data.rotation must be a number of degrees in [0, 180], got {rotation!r}")
+            self.augment = dataclasses.replace(self.augment or get_dataset_info(self.dataset_name).augment,
+                                               max_rotation=float(rotation))
         self.train_ids: list[str] = []
         self.val_ids: list[str] = []
         self.test_ids: list[str] = []

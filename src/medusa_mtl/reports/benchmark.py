@@ -49,7 +49,7 @@ METHODS: list[tuple[str, str, str, bool]] = [
 # Every key a profile may set, and where it is read (a key outside these sets is refused: nothing would read it).
 PROFILE_KEYS = {"profile", "seed", "seeds", "data", "loader", "pretrain", "pretrain_prefer", "mtl", "st_pascal", "ufl",
                 "predict_images", "one_seed", "skip", "scratch_check", "hrnet_form", "bn_momentum"}
-DATA_KEYS = {"num_train", "num_val", "size", "scales"}  # dataset_root, ensure_dataset, MultiTaskDataModule
+DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_root, ensure_dataset, MultiTaskDataModule
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
 # epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
 OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power"}
@@ -155,6 +155,9 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         if "scales" in spec and not (isinstance(spec["scales"], list) and spec["scales"] and all(
                 isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in spec["scales"])):
             fail(f"data.{dataset}.scales", "a non-empty list of positive numbers", spec["scales"])
+        if "rotation" in spec and (isinstance(spec["rotation"], bool) or not isinstance(spec["rotation"], int | float)
+                                   or not 0 <= spec["rotation"] <= 180):
+            fail(f"data.{dataset}.rotation", "a number of degrees in [0, 180]", spec["rotation"])
     loader = section("loader", profile["loader"])
     known_keys("loader", loader, LOADER_KEYS)
     count("loader.batch_size", loader.get("batch_size"))
@@ -187,7 +190,8 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     ``hrnet_form`` (``reference``, the default, or ``timm``; see :mod:`medusa_mtl.models.backbone`) applies to
     every model and to the pretraining; ``bn_momentum`` (optional) sets the backbone's BatchNorm momentum while
     fine-tuning (not in pretraining). A dataset's ``data`` entry may set ``scales``, the random scales of its
-    train augmentation (instead of SPEC §6's protocol; see ``MultiTaskDataModule``); ``loader: {cache: true}``
+    train augmentation, and ``rotation``, its largest random rotation in degrees (each instead of SPEC §6's
+    protocol; see ``MultiTaskDataModule``); ``loader: {cache: true}``
     keeps decoded samples in memory (same results, faster epochs).
     """
     profile = profile or {}
@@ -228,6 +232,10 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
 
 def _size_text(size: list[int]) -> str:
     return f"{size[0]}x{size[1]}"
+
+
+def _rotation_text(degrees: float) -> str:
+    return "none" if degrees == 0 else f"up to ±{degrees:g}°"
 
 
 def dataset_root(data_dir: Path, dataset: str, spec: dict[str, Any], seed: int) -> Path:
@@ -339,7 +347,8 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         dataset=run.dataset, root=str(roots[run.dataset]), size=tuple(spec["size"]),
         batch_size=int(loader["batch_size"]), eval_batch_size=int(loader.get("eval_batch_size", 0)) or None,
         num_workers=int(loader["num_workers"]), val_fraction=float(loader["val_fraction"]),
-        seed=int(profile["seed"]), scales=spec.get("scales"), cache=bool(loader.get("cache", False)),
+        seed=int(profile["seed"]), scales=spec.get("scales"), rotation=spec.get("rotation"),
+        cache=bool(loader.get("cache", False)),
     )
     from ..engine.training import EpochSummary, TrainClock
 
@@ -752,6 +761,9 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         + "".join(f"{name.upper()} training scale augmentation: {', '.join(f'{v:g}' for v in d[name]['scales'])} "
                   "(the profile's, instead of SPEC's protocol). " for name in ("nyud", "pascal")
                   if d[name].get("scales") is not None)
+        + "".join(f"{name.upper()} training rotations: {_rotation_text(d[name]['rotation'])} "
+                  "(the profile's, instead of SPEC's protocol). " for name in ("nyud", "pascal")
+                  if d[name].get("rotation") is not None)
         + f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}; "
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
         f"lr {profile['st_pascal']['lr']}; UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
