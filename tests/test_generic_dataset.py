@@ -224,6 +224,35 @@ def test_ufl_cli_with_data_yaml(roads: Path, tmp_path: Path) -> None:
     assert module.main_tasks == ["drivable", "lanes"]
 
 
+def test_ufl_trained_from_python_with_path_arguments_writes_a_loadable_checkpoint(roads: Path,
+                                                                                   tmp_path: Path) -> None:
+    # pathlib.Path for the dataset.yaml / root (as ufl_module_from_checkpoint takes them): the checkpoint must stay
+    # loadable with weights_only=True (a PosixPath in the recorded hyper-parameters made every loader refuse it
+    # as "pickled Python objects")
+    import lightning as L
+
+    from medusa_mtl.engine.training import MultiTaskDataModule
+
+    source = MultiTaskModule(arch="medusa", tasks="semseg,depth", dataset="nyud", backbone="test_efficientnet")
+    a = _save(source, tmp_path / "a.ckpt")
+    module = ufl_module_from_checkpoint(a, ["drivable"], roads)
+    data = MultiTaskDataModule(dataset=roads, root=roads.parent, size=(32, 32), batch_size=2, num_workers=0)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        default_root_dir=str(tmp_path))
+    trainer.fit(module, data)
+    trainer.save_checkpoint(tmp_path / "u.ckpt")
+    recorded = torch.load(tmp_path / "u.ckpt", map_location="cpu", weights_only=True)["datamodule_hyper_parameters"]
+    assert recorded["dataset"] == str(roads) and recorded["root"] == str(roads.parent)
+    predictor = Predictor.from_checkpoint(tmp_path / "u.ckpt")
+    assert predictor.tasks == ["semseg", "depth", "drivable"] and predictor.size == (32, 32)
+    torch.save(source.net.backbone.body.state_dict(), tmp_path / "backbone.pth")
+    pretrained = MultiTaskModule(arch="medusa", tasks="semseg", dataset="nyud", backbone="test_efficientnet",
+                                 pretrained_file=tmp_path / "backbone.pth")
+    saved = torch.load(_save(pretrained, tmp_path / "p.ckpt"), map_location="cpu", weights_only=True)
+    assert saved["hyper_parameters"]["pretrained_file"] == str(tmp_path / "backbone.pth")
+
+
 def test_declared_names_conflicting_with_builtin_tasks_are_refused(tmp_path: Path) -> None:
     spec = generic.spec_from_dict({"name": "clash_t", "tasks": {"depth": {"kind": "segmentation",
                                                                           "classes": ["a", "b"]}}})

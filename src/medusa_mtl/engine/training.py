@@ -208,7 +208,10 @@ class MultiTaskModule(L.LightningModule):
             resolve_tasks(tasks_l, aux_l, dataset)
         self.save_hyperparameters(
             dict(arch=arch, tasks=tasks_l, aux_tasks=aux_l, dataset=dataset, backbone=backbone,
-                 model_kwargs=dict(model_kwargs or {}), pretrained_file=pretrained_file, optimizer=optimizer,
+                 model_kwargs=dict(model_kwargs or {}),
+                 pretrained_file=(os.fspath(pretrained_file) if isinstance(pretrained_file, os.PathLike)
+                                  else pretrained_file),  # a pathlib.Path: as a string (weights_only loads)
+                 optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
                  edge_thresholds=edge_thresholds, ufl=ufl_steps(ufl) or None,
                  metric_options={t: dict(o) for t, o in (metric_options or {}).items()},
@@ -516,6 +519,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         # logger=False: not merged with the module's hparams for the loggers (``tasks``/``dataset`` may differ
         # between the two, e.g. ``--data.tasks`` left unset, which Lightning's merge rejects).
         self.save_hyperparameters(logger=False)
+        for key in ("dataset", "root"):  # a pathlib.Path recorded as such makes the checkpoint unloadable
+            if isinstance(self.hparams[key], os.PathLike):  # with weights_only=True: record the string
+                self.hparams[key] = os.fspath(self.hparams[key])
         with _option("--data.dataset"):
             self.dataset_name = resolve_dataset(dataset)
         if tasks is not None:
