@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io as sio
-from PIL import Image
+from PIL import Image, ImageOps
 
 from medusa_mtl.data import formats
 from medusa_mtl.data.formats import IGNORE_INDEX, DataFormatError
@@ -357,6 +357,14 @@ def test_read_image_applies_the_exif_orientation(tmp_path: Path) -> None:
     arr = read_image(tmp_path / "photo.jpg")
     assert arr.shape == (90, 70, 3)
     assert arr[:10, :, 0].mean() > 200 and arr[20:, :, 0].mean() < 50
+    # the Predictor given the opened file sees the same picture (it got the stored, sideways 70x90 one, so
+    # predict("photo.jpg") and predict(Image.open("photo.jpg")) gave outputs of transposed shapes)
+    from medusa_mtl.engine.predictor import as_rgb_array
+
+    with Image.open(tmp_path / "photo.jpg") as im:
+        np.testing.assert_array_equal(as_rgb_array(im), arr)
+        upright = ImageOps.exif_transpose(im)  # already turned by the user: not turned again
+    np.testing.assert_array_equal(as_rgb_array(upright), arr)
 
 
 @pytest.mark.parametrize("mode", ["1", "P"])

@@ -477,8 +477,12 @@ def _require_file(path: Path, what: str) -> None:
 
 
 def pil_to_rgb(im: Image.Image) -> np.ndarray:
-    """A PIL image as uint8 H x W x 3: gray and palette images converted to RGB, 16-bit gray scaled to 8 bits
-    (PIL's ``convert("RGB")`` clips it at 255, turning a 16-bit photo white)."""
+    """A PIL image as uint8 H x W x 3 as displayed: gray and palette images converted to RGB, 16-bit gray scaled
+    to 8 bits (PIL's ``convert("RGB")`` clips it at 255, turning a 16-bit photo white), and an EXIF orientation
+    applied as :func:`read_image` does (an image already turned, e.g. by ``ImageOps.exif_transpose``, carries no
+    orientation tag any more and stays as it is)."""
+    if im.getexif().get(0x0112, 1) != 1:  # a phone photo opened by the caller: the same picture as from its path
+        im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I;16") or im.mode == "I":
         gray = np.asarray(im).astype(np.int64)
         full = 65535 if im.mode.startswith("I;16") or gray.max(initial=0) <= 65535 else int(gray.max())
