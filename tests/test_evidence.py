@@ -522,3 +522,28 @@ def test_plan_lists_the_runs_and_what_a_run_would_reuse(tmp_path: Path, capsys: 
     printed = capsys.readouterr().out
     assert "absent: pretrained first" in printed and "ufl/medusa/s0" in printed and "2 reused" in printed
     assert not (tmp_path / "data").exists() and not cache.exists()
+
+
+def test_a_null_metric_in_results_json_reads_as_the_nan_it_was_written_from() -> None:
+    # write_json stores an undefined (NaN) metric as null; the tables crashed on it (float(None)), so neither
+    # `--report-only` nor a benchmark reusing such a run's result.json could write its report. Read back, the
+    # run must give what the live NaN gave: an undefined Δm that keeps its row's statistics undefined (a claim
+    # on it unresolved), and a single-task reference with an undefined seed makes every NYUD Δm undefined.
+    from medusa_mtl.reports.benchmark import _fmt_ms, build_tables, plan_runs
+
+    runs = plan_runs(["single_task", "mt_baseline"], {"seeds": [0, 1, 2], "seed": 0})
+
+    def tables_with(key: str, value: float | None) -> dict[str, Any]:
+        results = _fake_results(runs, _fake_metrics)
+        results[key]["test"]["depth"]["rmse"] = value
+        return build_tables(results, runs)
+
+    live, reread = (tables_with("nyud/mt_baseline/s1", v) for v in (float("nan"), None))
+    for tables in (live, reread):
+        row = {r["key"]: r for r in tables["mtl"]}["nyud/mt_baseline"]
+        assert math.isnan(row["delta_m"][1]) and _fmt_ms(row["delta_m"], 2, True) == "+nan ± nan"
+        (claim,) = check_claims(tables)
+        assert claim["verdict"] == UNRESOLVED
+    live, reread = (tables_with("nyud/single_task/s1", v) for v in (float("nan"), None))
+    for tables in (live, reread):
+        assert all(dm is None for r in tables["mtl"] for dm in r["delta_m"]) and not check_claims(tables)

@@ -448,17 +448,23 @@ def _reference(records: list[dict[str, Any]], tasks: list[str]) -> dict[str, dic
     ref: dict[str, dict[str, float]] = {}
     for t in tasks:
         key = get_task(t).dm_metric
-        vals = [float(r["test"][t][key]) for r in records]
+        vals = [_or_nan(r["test"][t][key]) for r in records]  # null: the NaN of an undefined metric
         ref[t] = {key: sum(vals) / len(vals)}
     return ref
 
 
 def _safe_delta_m(record: dict[str, Any] | None, reference: dict[str, Any] | None, tasks: list[str]) -> float | None:
-    """Δm, or None where it is undefined (a missing run, or a single-task reference of 0 after a tiny run)."""
+    """Δm, or None where it is undefined (a missing run, or a single-task reference of 0 or NaN after a tiny run).
+
+    A run whose metric is undefined (NaN, written as null in ``results.json``) has a NaN Δm, whether its record
+    is the live one or one read back, so that its row's statistics are undefined rather than its seed dropped."""
     if record is None or reference is None:
         return None
+    from ..tasks import get_task
+
     try:
-        return delta_m(record["test"], reference, tasks)
+        test = {t: {get_task(t).dm_metric: _or_nan(record["test"][t][get_task(t).dm_metric])} for t in tasks}
+        return delta_m(test, reference, tasks)
     except (ValueError, KeyError):
         return None
 
