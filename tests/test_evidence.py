@@ -547,3 +547,20 @@ def test_a_null_metric_in_results_json_reads_as_the_nan_it_was_written_from() ->
     live, reread = (tables_with("nyud/single_task/s1", v) for v in (float("nan"), None))
     for tables in (live, reread):
         assert all(dm is None for r in tables["mtl"] for dm in r["delta_m"]) and not check_claims(tables)
+
+
+def test_a_seed_with_an_undefined_metric_is_not_learned_live_or_read_back() -> None:
+    # A diverged seed's depth RMSE is NaN (null once in results.json). Live, the check said "no" but printed a
+    # worst ratio that depended on where the NaN sat (max over NaN: here 0.45x, which meets the bar) and marked
+    # it "below target"; read back, the seed was skipped and the row was "learned". Each seed must clear the bar.
+    from medusa_mtl.reports.benchmark import _checks_markdown, learned_flags
+
+    trivial = {"nyud": {"semseg": {"mIoU": 3.0}, "depth": {"rmse": 1.0}}}
+    for depth in ([0.4, float("nan"), 0.45], [float("nan"), 0.4, 0.45], [0.4, None, 0.45]):
+        tables = {"mtl": [{"key": "nyud/mt_baseline", "model": "MT", "semseg_miou": [30.0] * 3, "depth_rmse": depth}],
+                  "ufl": []}
+        flags, checks = learned_flags(tables, trivial)
+        check = next(c for c in checks if c["task"] == "depth")
+        assert check["learned"] is False and math.isnan(check["worst_ratio"]), depth
+        assert flags["mtl"]["nyud/mt_baseline"]["depth"] == " (undefined on a seed)"
+        assert "| undefined | undefined | ≤ 0.5x | **no** |" in _checks_markdown(checks)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -639,13 +640,16 @@ def learned_flags(tables: dict[str, Any], trivial: dict[str, dict[str, Any]] | N
     for table, cols in columns.items():
         for row in tables.get(table, []):  # the from-scratch comparison runs are not benchmark rows
             for task, ds, col in cols:
-                values = [v for v in row.get(col) or [] if v is not None]
+                # every seed of the row has a record; None is a metric undefined on a seed (NaN, written as null)
+                values = [_or_nan(v) for v in row.get(col) or []]
                 if not values or task not in trivial.get(ds, {}):
                     continue
                 metric, factor = LEARNED_CRITERIA[task]
                 triv = float(trivial[ds][task][metric])
                 results = [learned(task, v, triv) for v in values]
                 worst = max(r[1] for r in results) if task == "depth" else min(r[1] for r in results)
+                if any(math.isnan(v) for v in values):  # a seed without a value has not cleared the bar
+                    worst = math.nan  # (max/min over a NaN depends on where it sits)
                 ok = all(r[0] for r in results)
                 mean_ratio = learned(task, sum(values) / len(values), triv)[1]  # shown; the bar is the worst seed's
                 checks.append({"row": row["key"], "model": row["model"], "task": task, "metric": metric,
@@ -658,6 +662,8 @@ def learned_flags(tables: dict[str, Any], trivial: dict[str, dict[str, Any]] | N
 
 def _miss_marker(task: str, worst_ratio: float) -> str:
     """The marker of a number that misses its bar: at, worse than, or better than the constant predictor."""
+    if math.isnan(worst_ratio):
+        return " (undefined on a seed)"
     # as a quality (higher is better) ratio: depth's RMSE ratio inverted
     quality = 1.0 / worst_ratio if task == "depth" and worst_ratio > 0 else worst_ratio
     if quality < 1 / 1.1:
@@ -669,8 +675,14 @@ def _miss_marker(task: str, worst_ratio: float) -> str:
 
 def _ratio_text(ratio: float, required: float) -> str:
     """Two decimals, or three where two would print the bar itself (0.504 missing 0.5 must not read 0.50)."""
+    if math.isnan(ratio):
+        return "undefined"
     text = f"{ratio:.2f}"
     return f"{ratio:.3f}" if float(text) == float(required) and ratio != float(required) else text
+
+
+def _x(ratio: float) -> str:
+    return "" if math.isnan(ratio) else "x"
 
 
 def _checks_markdown(checks: list[dict[str, Any]]) -> str:
@@ -680,8 +692,9 @@ def _checks_markdown(checks: list[dict[str, Any]]) -> str:
         op = "≤" if c["task"] == "depth" else "≥"
         mean = c.get("mean_ratio")  # absent from checks recorded before it was added
         lines.append(f"| {c['model']} (`{c['row']}`) | {c['task']} {c['metric']} | {c['trivial']:.3f} | "
-                     f"{_ratio_text(c['worst_ratio'], c['required'])}x | "
-                     f"{'—' if mean is None else _ratio_text(mean, c['required']) + 'x'} | {op} {c['required']}x | "
+                     f"{_ratio_text(c['worst_ratio'], c['required'])}{_x(c['worst_ratio'])} | "
+                     f"{'—' if mean is None else _ratio_text(mean, c['required']) + _x(mean)} | "
+                     f"{op} {c['required']}x | "
                      f"{'yes' if c['learned'] else '**no**'} |")
     return "\n".join(lines)
 
@@ -805,7 +818,8 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
                   "human parts ≥ 2x, saliency ≥ 1.5x, depth RMSE ≤ 0.5x; checked on the worst seed, the mean "
                   "over seeds shown beside it). Numbers that miss it are marked in the "
                   "tables above: *(trivial level)* within 10 % of the constant predictor, *(worse than trivial)* "
-                  "more than 10 % worse than it, *(below target)* better than it but short of the bar.", "",
+                  "more than 10 % worse than it, *(below target)* better than it but short of the bar, "
+                  "*(undefined on a seed)* a seed whose value is undefined (NaN).", "",
                   _checks_markdown(extras["checks"]), ""]
     if extras.get("noise"):
         lines += ["## Is the seed noise small enough?", "",
