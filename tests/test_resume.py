@@ -244,3 +244,18 @@ def test_a_fresh_fit_into_a_used_folder_says_it_replaces_the_earlier_checkpoints
                                   "--ckpt_path", "last"))
     assert rc == 0, err[-3000:]
     assert "earlier run" not in err  # resuming it: nothing is replaced
+
+
+def test_resuming_a_finished_run_keeps_its_metrics_csv(nyud12: Path, tmp_path: Path) -> None:
+    # `--ckpt_path last` on a run that has no epoch left (the same resume command run twice, or `medusa fit
+    # --config run/config.yaml` after a resumed fit, whose config.yaml records the ckpt_path) trains nothing: its
+    # metrics.csv was moved aside as metrics.<k>.csv and no metrics.csv was written again
+    run = tmp_path / "run"
+    args = fit_args(nyud12, run, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1")
+    rc, _, err = run_cli(args)
+    assert rc == 0, err[-3000:]
+    before = (run / "metrics.csv").read_text()
+    assert "val/loss" in before
+    rc, _, err = run_cli([*args, "--ckpt_path", "last"])
+    assert rc == 0, err[-3000:]
+    assert (run / "metrics.csv").read_text() == before

@@ -30,6 +30,7 @@ The seed is the one given to ``seed_everything`` (``--seed_everything``; Lightni
 from __future__ import annotations
 
 import csv
+import math
 import os
 import random
 import warnings
@@ -230,6 +231,9 @@ class HistoryCSVLogger(CSVLogger):
     """
 
     _previous: list[dict[str, str]] | None = None
+    #: set by :class:`LogHistory` when the trainer fits (a validate / test log starts afresh, the earlier one kept
+    #: as metrics.<k>.csv)
+    fitting: bool = False
 
     @property
     @rank_zero_experiment
@@ -249,7 +253,7 @@ class HistoryCSVLogger(CSVLogger):
             return super().experiment
 
     @rank_zero_only
-    def restore_history(self, epoch: int) -> None:
+    def restore_history(self, epoch: float) -> None:
         """Carry the previous run's rows of epochs ``< epoch`` (the epoch training starts at) into metrics.csv,
         before anything this run logs."""
         writer = self.experiment
@@ -268,6 +272,14 @@ class HistoryCSVLogger(CSVLogger):
         writer.metrics_keys = []
         writer.save()
 
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        # a fit that trained nothing (resumed with no epoch left, or stopped before its first epoch) never called
+        # restore_history: the rows moved aside go back into metrics.csv, which was otherwise left missing
+        if self.fitting and self._previous is not None:
+            self.restore_history(math.inf)
+        super().finalize(status)
+
 
 def _row_epoch(row: dict[str, str]) -> float | None:
     try:
@@ -278,6 +290,11 @@ def _row_epoch(row: dict[str, str]) -> float | None:
 
 class LogHistory(L.Callback):
     """Keeps :class:`HistoryCSVLogger` files complete across a kill and a resume (see its docstring)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, HistoryCSVLogger):
+                logger.fitting = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for logger in trainer.loggers:
