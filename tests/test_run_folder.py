@@ -78,3 +78,25 @@ def test_validate_and_test_find_the_runs_best_checkpoint_by_name(nyud12: Path, t
                           "--trainer.default_root_dir", str(tmp_path / "elsewhere")])
     assert rc == 2 and "Traceback" not in err, err[-3000:]
     assert "medusa validate: error: --ckpt_path best: " in err and "give the checkpoint's path" in err
+
+
+def test_validate_and_test_of_a_checkpoint_do_not_need_its_backbone_init_file(nyud12: Path, tmp_path: Path) -> None:
+    # the model was built as the checkpoint records it, --model.pretrained_file included (no flag can override
+    # that): `medusa validate|test --ckpt_path` stopped with "backbone weights file not found" once the file the
+    # fit started from was gone (another machine, a cleared data/pretrained/), to load weights the checkpoint
+    # replaces anyway; `medusa evaluate` of the same checkpoint never needed it
+    import timm
+
+    init = tmp_path / "backbone.pth"
+    torch.save(timm.create_model("test_efficientnet").state_dict(), init)
+    run = tmp_path / "run"
+    rc, _, err = run_cli(["fit", *_fit_args(nyud12, run), "--model.pretrained_file", str(init)])
+    assert rc == 0, err[-3000:]
+    init.unlink()
+    best = str(run / "checkpoints" / "best.ckpt")
+    for command in ("validate", "test"):
+        rc, _, err = run_cli([command, "--config", str(run / "config.yaml"), "--ckpt_path", best])
+        assert rc == 0, err[-3000:]
+        assert "pretrained_file" not in err  # not a setting of the checkpoint that replaces the config's
+        assert any(r.get(f"{'val' if command == 'validate' else 'test'}/loss")
+                   for r in _rows(run / command / "metrics.csv"))

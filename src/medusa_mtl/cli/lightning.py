@@ -57,7 +57,9 @@ class MedusaCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Lightning builds the model from the hyper-parameters a ``--ckpt_path`` file records, over the config's:
         a file it cannot read is explained by the project's checks (a one-line error, not an unpickling
-        traceback), and every model setting it replaces is reported."""
+        traceback), and every model setting it replaces is reported. ``validate`` / ``test`` build the model
+        without its backbone initialisation (``pretrained_file``, timm's ``pretrained``): the checkpoint's weights
+        replace it."""
         sub = self.config.get("subcommand")
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
         if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry") and Path(ckpt_path).is_dir():
@@ -96,12 +98,29 @@ class MedusaCLI(LightningCLI):
 
             load_checkpoint(ckpt_path)  # an unreadable file: its CheckpointError says so in one line
             raise
+        if sub in ("validate", "test"):
+            # the checkpoint's weights replace the backbone's initial ones: building the model must not need the
+            # file the fit started from (gone on another machine), nor timm's download (as `medusa evaluate`)
+            _drop_backbone_init(self.config[sub].get("model"))
+            before = _flat(_drop_backbone_init(before))
         after = _flat(self.config[sub].get("model"))
         changed = [f"{k} {after[k]!r} (config: {before[k]!r})" for k in sorted(after)
                    if k in before and before[k] != after[k] and (before[k] or after[k])]  # None and {} alike
         if changed:
             print(f"medusa {sub}: note: the model is built as {ckpt_path} records it: {'; '.join(changed)}",
                   file=sys.stderr)
+
+
+def _drop_backbone_init(model: Any) -> Any:
+    """``model`` (a parsed ``--model`` namespace or dict) without the backbone's initialisation: no
+    ``pretrained_file``, no ``pretrained`` in ``model_kwargs``. Changed in place; returned."""
+    if model is None:
+        return model
+    model["pretrained_file"] = None
+    kwargs = model.get("model_kwargs")
+    if isinstance(kwargs, dict) and "pretrained" in kwargs:
+        model["model_kwargs"] = {k: v for k, v in kwargs.items() if k != "pretrained"}
+    return model
 
 
 def _flat(namespace: Any) -> dict[str, Any]:
