@@ -478,3 +478,20 @@ def test_a_checkpoint_whose_weights_do_not_fit_its_hyper_parameters_is_one_error
     assert len(line) < 600, line
     assert not (tmp_path / "m.pt").exists()
     assert_no_result(tmp_path / "u")
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    # an option the task's metric does not take: a TypeError traceback from the sanity check's validation
+    ("{depth: {beta2: 1.0}}", ["--model.metric_options", "depth", "'beta2'", "eps"]),
+    # options of a task the model does not score (an auxiliary task, one it does not have): kept in the
+    # hyper-parameters, used nowhere (docs/ARCHITECTURE.md: NYUD's edges are auxiliary)
+    ("{edge: {max_dist_ratio: 0.011}}", ["--model.metric_options", "'edge'", "semseg, depth"]),
+    ("{sal: {beta2: 1.0}}", ["--model.metric_options", "'sal'", "semseg, depth"]),
+], ids=["unknown option", "auxiliary task", "task of another dataset"])
+def test_metric_options_that_would_not_be_used_are_one_clear_error(options: str, expected: list[str],
+                                                                   good_nyud: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc, _, err = run_cli(fit_args(good_nyud, out, "--model.aux_tasks", "[semseg,depth,edge]",
+                                  "--model.metric_options", options))
+    assert_one_clear_error(rc, err, "fit", *expected)
+    assert_no_result(out)

@@ -45,7 +45,8 @@ class MedusaCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """The module's optimizer and poly schedule (``--model.optimizer`` / ``lr`` / ...) are the only ones:
         LightningCLI's ``--optimizer`` / ``--lr_scheduler`` replaced them silently and unrecorded. Refused when
-        set; kept as options because every saved ``config.yaml`` holds them as ``null``."""
+        set; kept as options because every saved ``config.yaml`` holds them as ``null``. A fit's
+        ``--model.metric_options`` for a task the model does not score are refused too (kept, used nowhere)."""
         sub = self.config.get("subcommand")
         section = self.config[sub] if sub else self.config
         for key in ("optimizer", "lr_scheduler"):
@@ -53,6 +54,19 @@ class MedusaCLI(LightningCLI):
                 raise ConfigError(f"--{key}: not used by medusa-mtl models (they are trained with --model.optimizer "
                                   "adam|sgd, --model.lr, --model.weight_decay, --model.momentum and a poly schedule "
                                   "with --model.poly_power); leave it out")
+        model = section.get("model")
+        ckpt_path = section.get("ckpt_path")
+        if sub == "fit" and model is not None and not (ckpt_path and Path(str(ckpt_path)).is_file()):
+            # a fit's own config (a resumed one's model is the checkpoint's, a UFL source's options carry over)
+            from ..engine.training import _as_list, ufl_steps, unscored_metric_options
+
+            steps = ufl_steps(model.get("ufl"))
+            scored = _as_list(steps[-1].get("new_tasks") if steps else model.get("tasks")) or []
+            unused = unscored_metric_options(model.get("metric_options"), scored)
+            if unused:
+                raise ConfigError(f"--model.metric_options: options for {', '.join(map(repr, unused))}, which the "
+                                  f"model does not score (its scored tasks: {', '.join(scored)}; auxiliary tasks "
+                                  "are trained, never scored): they would not be used; leave them out")
 
     def _parse_ckpt_path(self) -> None:
         """Lightning builds the model from the hyper-parameters a ``--ckpt_path`` file records, over the config's:

@@ -110,6 +110,29 @@ def build_network(
     return net
 
 
+def check_metric_options(metric_options: Mapping[str, Mapping[str, Any]] | None, tasks: Sequence[str]) -> None:
+    """Each option of ``metric_options`` for one of ``tasks`` (the scored ones) is a keyword its metric takes
+    (a ``ValueError`` naming it and those it takes, before a validation stops on a ``TypeError``)."""
+    import inspect
+
+    from .. import metrics
+
+    for task, options in (metric_options or {}).items():
+        if task not in tasks:
+            continue
+        cls = getattr(metrics, get_task(task).metric_name)
+        taken = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes")]
+        unknown = sorted(set(options or {}) - set(taken))
+        if unknown:
+            raise ValueError(f"{task}: unknown option(s) {unknown} of its metric {cls.__name__}; it takes: "
+                             f"{', '.join(taken) or 'none'}")
+
+
+def unscored_metric_options(metric_options: Mapping[str, Any] | None, tasks: Sequence[str]) -> list[str]:
+    """The tasks ``metric_options`` has options for that are not among ``tasks`` (the scored ones)."""
+    return [t for t in (metric_options or {}) if t not in tasks]
+
+
 def ufl_steps(ufl: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """The UFL steps of a module's ``ufl`` hyper-parameter (one dict, or a list of them for a chain)."""
     if not ufl:
@@ -227,6 +250,8 @@ class MultiTaskModule(L.LightningModule):
             self.eval_dataset = dataset
             self.main_tasks = list(self.net.tasks)
             self.supervised_tasks = list(self.net.aux_tasks)
+        with _option("--model.metric_options"):
+            check_metric_options(metric_options, self.main_tasks)
         self._metrics: dict[str, StreamingMetric] = {}
         self._val_loss_sum = 0.0
         self._val_loss_n = 0
