@@ -112,3 +112,22 @@ def test_python_dash_m_runs_the_command() -> None:
     done = subprocess.run([sys.executable, "-m", "medusa_mtl", "--version"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == f"medusa-mtl {__version__}", done.stderr
+
+
+@pytest.mark.parametrize("argv", [["configs"], ["configs", "model/medusa.yaml"]])
+def test_output_piped_into_a_reader_that_leaves_ends_quietly(argv: list[str]) -> None:
+    """``medusa configs | head -1``: the reader closes the pipe before the command has written everything; that
+    ended in a BrokenPipeError traceback (and a second one when Python flushed stdout at exit)."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has already left
+    try:
+        done = subprocess.run([sys.executable, "-m", "medusa_mtl", *argv], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 141  # as a shell reports a command stopped by SIGPIPE

@@ -124,6 +124,20 @@ def _load(name: str) -> tuple[object, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medusa`` script. Returns the process exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `medusa configs | head -1`: the reader has left. Python would print a traceback, and another one when it
+        # flushes stdout at exit: point stdout at /dev/null and end as a shell reports a command stopped by SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
     if not verbose:
         quiet_library_output()
