@@ -307,6 +307,10 @@ def test_clear_errors_for_bad_names() -> None:
         create_model("medusa", tasks=["semseg"], head="fancy")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['foo'\]: not options of the model, nor of the timm"):
         create_model("medusa", tasks=["semseg"], backbone="test_efficientnet", foo=1)  # it blamed the backbone
+    # a switch given as a string (`--model.model_kwargs.sfa no`, a quoted "false" in YAML) was true: built with it on
+    for model, key in (("medusa", "sfa"), ("medusa", "initial_predictions"), ("mt_baseline", "pretrained")):
+        with pytest.raises(ValueError, match=rf"{model}: option {key}='no' must be true or false"):
+            create_model(model, tasks=["semseg"], backbone="test_efficientnet", **{key: "no"})
 
 
 def test_add_task_errors(medusa_aux: nn.Module) -> None:

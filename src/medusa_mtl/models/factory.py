@@ -85,8 +85,44 @@ def create_model(
     if backbone is None:
         raise ValueError("backbone=None: every model needs a backbone, a timm model name (default "
                          "'hrnet_w18_small_v2') or a medusa_mtl.models.Backbone")
+    _check_switches(name, builder, kwargs)
     model = builder(tasks=main, aux_tasks=aux, dataset=dataset, backbone=backbone, **kwargs)
     # Enough to rebuild the same architecture elsewhere (UFL builds a decoder of the same kind).
     model.registry_name = name
     model.init_kwargs = dict(kwargs)
     return model
+
+
+def _bool_options(builder: Any) -> set[str]:
+    """The options annotated ``bool`` of a model's entry point, of the class it returns and of the backbone."""
+    import typing
+
+    from .backbone import Backbone
+
+    names: set[str] = set()
+    for fn in (builder, None, Backbone.__init__):
+        if fn is None:  # the class the entry point returns (its switches may come through **kw)
+            try:
+                cls = typing.get_type_hints(builder).get("return")
+            except Exception:  # an annotation that does not resolve: no check rather than an error
+                continue
+            fn = getattr(cls, "__init__", None)
+            if fn is None:
+                continue
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:
+            continue
+        names |= {k for k, v in hints.items() if v is bool}
+    return names
+
+
+def _check_switches(name: str, builder: Any, kwargs: dict[str, Any]) -> None:
+    """A switch given as anything but True / False (``--model.model_kwargs.sfa no`` reaches the model as the
+    string "no", which is true) is an error naming it, not a network built with the switch on."""
+    for key in sorted(_bool_options(builder) & set(kwargs)):
+        value = kwargs[key]
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: option {key}={value!r} must be true or false (a bool), got "
+                             f"{type(value).__name__}")
+
