@@ -158,7 +158,8 @@ def test_packaged_configs_are_listed_and_resolved(capsys: pytest.CaptureFixture[
     assert main(["configs", "model/medusa.yaml"]) == 0
     assert "medusa" in capsys.readouterr().out
     assert main(["configs", "model/nope.yaml"]) == 2
-
+    err = capsys.readouterr().err  # `medusa configs NAME` has no --config option: the error names the argument
+    assert "medusa configs: error: model/nope.yaml: no packaged config" in err and "--config" not in err, err
 
 
 @pytest.mark.parametrize("form", [["-c", "medusa:data/synthetic_nyud.yaml"], ["-c=medusa:data/synthetic_nyud.yaml"],

@@ -110,6 +110,9 @@ def run_configs(args: argparse.Namespace) -> int:
             print(f"  {Path(name).stem}")
         return 0
     ref = args.name if args.name.startswith(PREFIX) else PREFIX + args.name
-    path = resolve_config(ref)
+    try:
+        path = resolve_config(ref)
+    except ConfigError as err:  # its message names --config, an option of the training commands, not of this one
+        raise ConfigError(str(err).replace(f"--config {ref}: ", f"{args.name}: ", 1)) from None
     print(path if args.path else path.read_text().rstrip())
     return 0
