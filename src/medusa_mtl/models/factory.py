@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import functools
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,28 +95,22 @@ def create_model(
     return model
 
 
-def _bool_options(builder: Any) -> set[str]:
-    """The options annotated ``bool`` of a model's entry point, of the class it returns and of the backbone."""
-    import typing
+def _hints(fn: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: no check rather than an error
+        return {}
 
+
+@functools.cache
+def _bool_options(builder: Any) -> frozenset[str]:
+    """The options annotated ``bool`` of a model's entry point, of the class it returns (its switches may come
+    through ``**kw``) and of the backbone."""
     from .backbone import Backbone
 
-    names: set[str] = set()
-    for fn in (builder, None, Backbone.__init__):
-        if fn is None:  # the class the entry point returns (its switches may come through **kw)
-            try:
-                cls = typing.get_type_hints(builder).get("return")
-            except Exception:  # an annotation that does not resolve: no check rather than an error
-                continue
-            fn = getattr(cls, "__init__", None)
-            if fn is None:
-                continue
-        try:
-            hints = typing.get_type_hints(fn)
-        except Exception:
-            continue
-        names |= {k for k, v in hints.items() if v is bool}
-    return names
+    model_init = getattr(_hints(builder).get("return"), "__init__", None)
+    return frozenset(k for fn in (builder, model_init, Backbone.__init__) if fn is not None
+                     for k, v in _hints(fn).items() if v is bool)
 
 
 def _check_switches(name: str, builder: Any, kwargs: dict[str, Any]) -> None:
@@ -125,4 +121,3 @@ def _check_switches(name: str, builder: Any, kwargs: dict[str, Any]) -> None:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: option {key}={value!r} must be true or false (a bool), got "
                              f"{type(value).__name__}")
-

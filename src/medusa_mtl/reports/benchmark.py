@@ -464,7 +464,8 @@ def _safe_delta_m(record: dict[str, Any] | None, reference: dict[str, Any] | Non
     from ..tasks import get_task
 
     try:
-        test = {t: {get_task(t).dm_metric: _or_nan(record["test"][t][get_task(t).dm_metric])} for t in tasks}
+        keys = {t: get_task(t).dm_metric for t in tasks}
+        test = {t: {key: _or_nan(record["test"][t][key])} for t, key in keys.items()}
         return delta_m(test, reference, tasks)
     except (ValueError, KeyError):
         return None
@@ -674,15 +675,12 @@ def _miss_marker(task: str, worst_ratio: float) -> str:
 
 
 def _ratio_text(ratio: float, required: float) -> str:
-    """Two decimals, or three where two would print the bar itself (0.504 missing 0.5 must not read 0.50)."""
+    """``0.57x``: two decimals, or three where two would print the bar itself (0.504 missing 0.5 must not read
+    0.50x); ``undefined`` for NaN."""
     if math.isnan(ratio):
         return "undefined"
     text = f"{ratio:.2f}"
-    return f"{ratio:.3f}" if float(text) == float(required) and ratio != float(required) else text
-
-
-def _x(ratio: float) -> str:
-    return "" if math.isnan(ratio) else "x"
+    return (f"{ratio:.3f}" if float(text) == float(required) and ratio != float(required) else text) + "x"
 
 
 def _checks_markdown(checks: list[dict[str, Any]]) -> str:
@@ -692,8 +690,8 @@ def _checks_markdown(checks: list[dict[str, Any]]) -> str:
         op = "≤" if c["task"] == "depth" else "≥"
         mean = c.get("mean_ratio")  # absent from checks recorded before it was added
         lines.append(f"| {c['model']} (`{c['row']}`) | {c['task']} {c['metric']} | {c['trivial']:.3f} | "
-                     f"{_ratio_text(c['worst_ratio'], c['required'])}{_x(c['worst_ratio'])} | "
-                     f"{'—' if mean is None else _ratio_text(mean, c['required']) + _x(mean)} | "
+                     f"{_ratio_text(c['worst_ratio'], c['required'])} | "
+                     f"{'—' if mean is None else _ratio_text(mean, c['required'])} | "
                      f"{op} {c['required']}x | "
                      f"{'yes' if c['learned'] else '**no**'} |")
     return "\n".join(lines)
