@@ -289,6 +289,7 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     (lambda p: p["data"]["pascal"].update(rotation=-5), "data.pascal.rotation must be a number of degrees in [0, 180]"),
     (lambda p: p["data"]["pascal"].update(rotation="none"), "data.pascal.rotation must be a number of degrees"),
     (lambda p: p["loader"].update(chache=True), "unknown key(s) ['chache'] in loader"),
+    (lambda p: p.update(test_flip="yes"), "test_flip must be true or false, got 'yes'"),
     (lambda p: p["st_pascal"].update(momentun=0.5), "unknown key(s) ['momentun'] in st_pascal"),
 ])
 def test_profile_mistakes_are_named_before_any_work(tmp_path: Path, edit: Any, message: str) -> None:

@@ -107,6 +107,14 @@ class Task:
         """Loss of a raw output that is already at the label's resolution."""
         return self.loss_fn(raw, target)
 
+    def mirror(self, raw: torch.Tensor) -> torch.Tensor:
+        """Mirror a raw output [B,C,H,W] left-right, as the train augmentation's flip mirrors this task's label:
+        a normal's x component changes sign; every other kind is mirrored as it is."""
+        out = raw.flip(-1)
+        if self.label_kind == "normals":
+            out = torch.cat([-out[:, :1], out[:, 1:]], dim=1)
+        return out
+
     def postprocess(self, raw: torch.Tensor) -> torch.Tensor:
         """Turn a raw output [B,C,H,W] into a prediction (class ids, depth, unit normals, probabilities)."""
         return self.postprocess_fn(raw)

@@ -202,6 +202,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="beta^2 of the maxF of saliency and declared binary tasks (default 0.3, the "
                              "salient-object literature; maxF1 "
                              "with beta^2 = 1, the reference code's, is always reported too)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="score the mean of the outputs for each image and its mirror image (not SPEC's "
+                             "evaluation; twice the cost; default: the checkpoint's test_flip setting)")
     parser.add_argument("--out", default=None, type=output_file,
                         help="metrics JSON path (default: next to the checkpoint, <ckpt>.metrics.json for the "
                              "test split, <ckpt>.heldout.metrics.json for --split heldout)")
@@ -237,6 +240,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.sal_beta2 is not None and kind == "binary":
             options.setdefault(task, {})["beta2"] = args.sal_beta2
     module.hparams["metric_options"] = options
+    if args.flip is not None:
+        module.hparams["test_flip"] = bool(args.flip)
     dataset = args.dataset or module.eval_dataset
     root = Path(args.data)
     spec = root if root.suffix in (".yaml", ".yml") else root / SPEC_FILE
@@ -265,7 +270,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     write_json(out, {
         "checkpoint": str(args.ckpt), "dataset": dataset, "data": str(args.data), "split": args.split,
         "model": module.hparams.arch, "tasks": module.main_tasks, "training_seed": ckpt.get("training_seed"),
-        "metrics": results, "delta_m": dm,
+        "metrics": results, "delta_m": dm, "test_flip": bool(module.hparams.get("test_flip", False)),
         "num_images": len(loader.dataset), "wall_time_s": round(time.time() - start, 2),
         "provenance": provenance(),
     })

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -338,6 +339,10 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"wrote {info['file']} ({info['bytes'] / 2**20:.1f} MiB, {args.format}"
           + (f", {info['exporter']}" if "exporter" in info else "") + ")")
     print(f"outputs: {', '.join(tasks)} (input 'image': float32 [B, 3, H, W] RGB in [0, 1])")
+    if predictor.flip:
+        print(f"note: {args.ckpt} was scored with test_flip (the mean of the outputs for an image and its mirror "
+              "image); the exported file runs one pass: average its outputs with those of the mirrored input, "
+              "mirrored back (a normal's x negated), to get the same predictions", file=sys.stderr)
     print(f"check against PyTorch ({size[0]}x{size[1]}): random input {_fmt(report['random'])}"
           + (f"; {len(report['images'])} image(s) " + _fmt(report["images"][-1]) if report["images"] else ""))
     dyn = report["dynamic"]

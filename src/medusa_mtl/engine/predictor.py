@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..models.base import heads_datasets
 from ..tasks import get_task
 from .checkpoints import training_size
+from .tta import average_mirrored
 
 __all__ = ["Predictor", "ImageInput", "as_rgb_array", "training_size"]
 
@@ -113,10 +114,13 @@ class Predictor:
         checkpoint: the loaded checkpoint dict, only to find a training size recorded by the data module.
         all_tasks: for a universal-feature-learning model, predict the source model's tasks too (default), not
             only the new ones; :attr:`task_datasets` says which dataset each output belongs to.
+        flip: predict from the mean of the outputs for each image and its mirror image
+            (:mod:`medusa_mtl.engine.tta`); ``None``: the module's own ``test_flip`` setting (off by default).
     """
 
     def __init__(self, module: Any, size: Sequence[int] | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 8, checkpoint: Mapping[str, Any] | None = None, all_tasks: bool = True) -> None:
+                 batch_size: int = 8, checkpoint: Mapping[str, Any] | None = None, all_tasks: bool = True,
+                 flip: bool | None = None) -> None:
         try:
             self.device = torch.device(device)
         except RuntimeError as err:
@@ -142,10 +146,13 @@ class Predictor:
             # add_task(name, dataset=...) records heads of another dataset (PASCAL sal on a NYUD model)
             self.task_datasets = heads_datasets(net, tasks, default=self.dataset)
         self.tasks: list[str] = list(self.task_datasets)
+        hparams = getattr(module, "hparams", None) or {}
+        self.flip = bool(hparams.get("test_flip", False)) if flip is None else bool(flip)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
-                        size: Sequence[int] | None = None, batch_size: int = 8, all_tasks: bool = True) -> Predictor:
+                        size: Sequence[int] | None = None, batch_size: int = 8, all_tasks: bool = True,
+                        flip: bool | None = None) -> Predictor:
         """Load a checkpoint written by training (``weights_only=True``) and wrap it."""
         from .checkpoints import load_checkpoint
         from .evaluation import load_module
@@ -153,7 +160,7 @@ class Predictor:
         module = load_module(path)
         checkpoint = load_checkpoint(path) if size is None and training_size(module) is None else None
         return cls(module, size=size, device=device, batch_size=batch_size, checkpoint=checkpoint,
-                   all_tasks=all_tasks)
+                   all_tasks=all_tasks, flip=flip)
 
     @torch.no_grad()
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -167,6 +174,8 @@ class Predictor:
                 if t not in outputs:
                     raise ConfigError(f"the model produced no output for its main task {t!r} "
                                       f"(outputs: {sorted(outputs)})")
+            if self.flip:
+                outputs = average_mirrored(outputs, self._forward(x.flip(-1)), self.tasks)
             for i, im in enumerate(chunk):
                 hw = (int(im.shape[0]), int(im.shape[1]))
                 preds = {}
@@ -186,5 +195,5 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor(tasks={self.tasks}, size={self.size[0]}x{self.size[1]}, device={self.device}, "
-                f"batch_size={self.batch_size})")
+                f"batch_size={self.batch_size}" + (", flip=True)" if self.flip else ")"))
 

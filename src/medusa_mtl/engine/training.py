@@ -61,6 +61,7 @@ from .reproducibility import (
     global_seed,
     world_and_rank,
 )
+from .tta import flip_averaged
 
 
 @contextlib.contextmanager
@@ -185,6 +186,10 @@ class MultiTaskModule(L.LightningModule):
             ``{"sal": {"beta2": 1.0}}`` (the β² of ``maxF``; ``maxF1`` always uses 1).
         ufl: universal feature learning: ``{"new_tasks": [...], "dataset": "pascal"}``; the source model is
             described by the other model arguments and its weights are loaded by :mod:`medusa_mtl.engine.ufl`.
+        test_flip: score (validation, test) and predict the mean of the raw outputs for each image and for its
+            mirror image, mirrored back (:mod:`medusa_mtl.engine.tta`; not SPEC's evaluation, which scores one
+            output; twice the evaluation cost). Training is unchanged, but checkpoint selection sees the averaged
+            scores.
         dataset_specs: declarations of the datasets of ``dataset.yaml`` files the model uses (filled in
             automatically when ``dataset`` or a UFL step's dataset is such a file, and stored in checkpoints, so
             a checkpoint rebuilds its declared tasks without the dataset folder).
@@ -210,6 +215,7 @@ class MultiTaskModule(L.LightningModule):
         edge_thresholds: int = 99,
         ufl: dict[str, Any] | list[dict[str, Any]] | None = None,
         metric_options: dict[str, dict[str, Any]] | None = None,
+        test_flip: bool = False,
         dataset_specs: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
@@ -219,6 +225,8 @@ class MultiTaskModule(L.LightningModule):
                             ("poly_power", poly_power)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--model.{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(test_flip, bool):  # "no" would be truthy
+            raise ConfigError(f"--model.test_flip must be true or false, got {test_flip!r}")
         tasks_l = _as_list(tasks)
         aux_l = _as_list(aux_tasks)
         with _option("--model.dataset"):
@@ -238,7 +246,7 @@ class MultiTaskModule(L.LightningModule):
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
                  edge_thresholds=edge_thresholds, ufl=ufl_steps(ufl) or None,
                  metric_options={t: dict(o) for t, o in (metric_options or {}).items()},
-                 dataset_specs=specs or None)
+                 test_flip=test_flip, dataset_specs=specs or None)
         )
         self.net = build_network(arch, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
         if ufl:
@@ -274,6 +282,13 @@ class MultiTaskModule(L.LightningModule):
 
     # -- forward -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        return self.net(x)
+
+    def eval_outputs(self, x: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """The raw outputs that are scored and predicted: the network's, or with ``test_flip`` the flip-averaged
+        outputs of the main tasks."""
+        if self.hparams.get("test_flip"):  # (checkpoints written before the option have no entry: off)
+            return flip_averaged(self.net, x, self.main_tasks)
         return self.net(x)
 
     # -- losses --------------------------------------------------------------------------------------------
@@ -345,7 +360,7 @@ class MultiTaskModule(L.LightningModule):
     @torch.no_grad()
     def evaluate_batch(self, batch: Mapping[str, Any]) -> float:
         """Update the streaming metrics with one batch; returns the batch's weighted main-task loss."""
-        outputs = self.net(batch["image"])
+        outputs = self.eval_outputs(batch["image"])
         n = batch["image"].shape[0]
         loss_sum = 0.0
         for t in self.main_tasks:
@@ -437,7 +452,7 @@ class MultiTaskModule(L.LightningModule):
             )
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        outputs = self.net(batch["image"])
+        outputs = self.eval_outputs(batch["image"])
         return {t: get_task(t).postprocess(outputs[t]) for t in self.main_tasks}
 
     # -- optimisation --------------------------------------------------------------------------------------

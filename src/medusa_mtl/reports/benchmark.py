@@ -49,7 +49,8 @@ METHODS: list[tuple[str, str, str, bool]] = [
 
 # Every key a profile may set, and where it is read (a key outside these sets is refused: nothing would read it).
 PROFILE_KEYS = {"profile", "seed", "seeds", "data", "loader", "pretrain", "pretrain_prefer", "mtl", "st_pascal", "ufl",
-                "predict_images", "one_seed", "skip", "scratch_check", "hrnet_form", "bn_momentum"}
+                "predict_images", "one_seed", "skip", "scratch_check", "hrnet_form", "bn_momentum",
+                "test_flip"}
 DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_root, ensure_dataset, MultiTaskDataModule
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
 # epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
@@ -159,6 +160,8 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         if "rotation" in spec and (isinstance(spec["rotation"], bool) or not isinstance(spec["rotation"], int | float)
                                    or not 0 <= spec["rotation"] <= 180):
             fail(f"data.{dataset}.rotation", "a number of degrees in [0, 180]", spec["rotation"])
+    if "test_flip" in profile and not isinstance(profile["test_flip"], bool):
+        fail("test_flip", "true or false", profile["test_flip"])
     loader = section("loader", profile["loader"])
     known_keys("loader", loader, LOADER_KEYS)
     count("loader.batch_size", loader.get("batch_size"))
@@ -190,10 +193,11 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     left out (``skip``) and rows also trained from scratch with the first seed (``scratch_check``); its
     ``hrnet_form`` (``reference``, the default, or ``timm``; see :mod:`medusa_mtl.models.backbone`) applies to
     every model and to the pretraining; ``bn_momentum`` (optional) sets the backbone's BatchNorm momentum while
-    fine-tuning (not in pretraining). A dataset's ``data`` entry may set ``scales``, the random scales of its
-    train augmentation, and ``rotation``, its largest random rotation in degrees (each instead of SPEC §6's
-    protocol; see ``MultiTaskDataModule``); ``loader: {cache: true}``
-    keeps decoded samples in memory (same results, faster epochs).
+    fine-tuning (not in pretraining); ``test_flip: true`` scores every run (held-out selection and test) on the
+    mean of the outputs for each image and its mirror image (:mod:`medusa_mtl.engine.tta`). A dataset's ``data``
+    entry may set ``scales``, the random scales of its train augmentation, and ``rotation``, its largest random
+    rotation in degrees (each instead of SPEC §6's protocol; see ``MultiTaskDataModule``); ``loader: {cache:
+    true}`` keeps decoded samples in memory (same results, faster epochs).
     """
     profile = profile or {}
     seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
@@ -289,6 +293,8 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None,
                 "hrnet_form": profile.get("hrnet_form", "reference")}
     if profile.get("bn_momentum") is not None:  # only when set: the fingerprints of other profiles stay as they were
         relevant["bn_momentum"] = profile["bn_momentum"]
+    if profile.get("test_flip"):  # (likewise)
+        relevant["test_flip"] = True
     if source_fingerprint is not None:
         relevant["source"] = source_fingerprint
     if device is not None and device != "cpu":
@@ -336,12 +342,15 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     optim = dict(profile[run.group])
     epochs = int(optim.pop("epochs"))
     L.seed_everything(run.seed, workers=True)
+    test_flip = bool(profile.get("test_flip", False))
     if source is not None:
-        module = ufl_module_from_checkpoint(source["best_ckpt"], run.tasks, run.dataset, **optim)
+        module = ufl_module_from_checkpoint(source["best_ckpt"], run.tasks, run.dataset, test_flip=test_flip,
+                                            **optim)
     else:
         model_kwargs = {k: profile[k] for k in ("hrnet_form", "bn_momentum") if profile.get(k) is not None} or None
         module = MultiTaskModule(arch=run.model, tasks=run.tasks, aux_tasks=run.aux_tasks, dataset=run.dataset,
-                                 pretrained_file=init_file, model_kwargs=model_kwargs, **optim)
+                                 pretrained_file=init_file, model_kwargs=model_kwargs, test_flip=test_flip,
+                                 **optim)
     spec = profile["data"][run.dataset]
     loader = profile["loader"]
     data = MultiTaskDataModule(
@@ -788,7 +797,10 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         f"{int(profile['loader']['val_fraction'] * 100)}% of train"
         + (f" ({some['num_heldout']} images)" if some else "")
         + "; the tables report the test split (the original works selected on test). "
-        "Rows show mean ± sample standard deviation (n − 1) over training seeds (same data, different "
+        + ("Every run is scored (held-out selection and test) on the mean of its outputs for each image and for "
+           "its mirror image, mirrored back (the profile's test_flip, instead of SPEC's single output; the trivial "
+           "predictor is unchanged by it). " if profile.get("test_flip") else "")
+        + "Rows show mean ± sample standard deviation (n − 1) over training seeds (same data, different "
         "initialisation of the "
         "heads, data order and augmentation); ¹ marks rows run with one seed only. Δm of every run is "
         "against the single-task networks' metrics averaged over their seeds. The trivial predictor is the best "

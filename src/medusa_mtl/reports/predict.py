@@ -365,7 +365,8 @@ def predict_paths(
     predictor = _as_predictor(module, size, checkpoint)
     net = predictor.module
     log(f"{len(paths)} image(s), network input {predictor.size[0]}x{predictor.size[1]} "
-        f"({predictor.size_source}), tasks: {', '.join(predictor.tasks)}")
+        f"({predictor.size_source}), tasks: {', '.join(predictor.tasks)}"
+        + (", flip-averaged" if predictor.flip else ""))
     want_attention = attention and has_attention(net)
     if attention and not want_attention:
         hp = dict(getattr(net, "hparams", {}) or {})
@@ -464,6 +465,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first unreadable image (default: skip it, warn, exit with status 1)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="predict from the mean of the outputs for each image and its mirror image (twice the "
+                             "cost; default: the checkpoint's test_flip setting, off unless it was trained with it)")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -473,7 +477,7 @@ def run_predict(args: argparse.Namespace) -> int:
     size = parse_network_size(args.size)
     images = Path(args.images)
     paths = list_images(images)  # a missing or empty folder is reported before the checkpoint is loaded
-    predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, size=size)
+    predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, size=size, flip=args.flip)
     skipped: list[tuple[Path, str]] = []
     try:
         done = predict_paths(predictor, paths, args.out, attention=args.attention, raw=args.raw,
