@@ -272,6 +272,57 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     assert resumed["train_time_s"] >= kept > 0, (resumed["train_time_s"], kept)
 
 
+def test_validating_the_last_epoch_only_trains_the_same_weights_and_resumes(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``validate: last_epoch`` skips the held-out passes of the other epochs: the weights after the last epoch are
+    those of a run validated every epoch (validation draws nothing from the training's random streams), its
+    best.ckpt is the last epoch's, and last.ckpt is still written after every epoch, so that a run interrupted
+    before its last epoch resumes (not from scratch) to the same weights."""
+    from medusa_mtl.engine.checkpoints import checkpoint_epoch, load_checkpoint
+    from medusa_mtl.engine.training import EpochSummary
+    from medusa_mtl.reports.benchmark import Run, dataset_root, ensure_dataset, execute_run
+
+    spec = {"num_train": 8, "num_val": 2, "size": [64, 64], "scales": [1.0]}
+    root = dataset_root(tmp_path / "data", "nyud", spec, 0)
+    ensure_dataset(root, "nyud", spec, 0, lambda m: None)
+    run = Run("nyud/mt_baseline/s0", "mtl", "mt_baseline", "MT baseline", "HRHead", "nyud", ["semseg", "depth"],
+              base="nyud/mt_baseline")
+
+    def train(out: str, validate: str) -> dict:
+        profile = {"seed": 0, "data": {"nyud": spec}, "hrnet_form": "timm", "validate": validate,
+                   "loader": {"batch_size": 4, "num_workers": 0, "val_fraction": 0.25},
+                   "mtl": {"epochs": 3, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}}
+        return execute_run(run, profile, {"nyud": root}, tmp_path / out, {}, lambda m: None, progress=False)
+
+    def weights(out: str) -> dict:
+        return load_checkpoint(tmp_path / out / "runs" / run.key / "checkpoints" / "last.ckpt")["state_dict"]
+
+    every = train("every", "every_epoch")
+    last = train("last", "last_epoch")
+    a, b = weights("every"), weights("last")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert checkpoint_epoch(Path(last["best_ckpt"])) == 2
+    if every["best_epoch"] == 2:  # the same checkpoint scored: the same numbers
+        assert json.dumps(every["test"], sort_keys=True) == json.dumps(last["test"], sort_keys=True)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_second_epoch(self: Any, trainer: Any, pl_module: Any) -> None:
+        if trainer.current_epoch == 1:
+            raise Interrupted
+
+    with monkeypatch.context() as m:
+        m.setattr(EpochSummary, "on_train_epoch_start", stop_at_second_epoch)
+        with pytest.raises(Interrupted):
+            train("cut", "last_epoch")
+    ckpts = tmp_path / "cut" / "runs" / run.key / "checkpoints"
+    assert checkpoint_epoch(ckpts / "last.ckpt") == 0 and not (ckpts / "best.ckpt").exists()
+    train("cut", "last_epoch")
+    c = weights("cut")
+    assert all(torch.equal(b[k], c[k]) for k in b)
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda p: "", "expected a mapping of settings"),  # an empty file
     (lambda p: p["data"].pop("pascal"), "data.pascal must be a mapping, got None"),
@@ -290,6 +341,7 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     (lambda p: p["data"]["pascal"].update(rotation="none"), "data.pascal.rotation must be a number of degrees"),
     (lambda p: p["loader"].update(chache=True), "unknown key(s) ['chache'] in loader"),
     (lambda p: p.update(test_flip="yes"), "test_flip must be true or false, got 'yes'"),
+    (lambda p: p.update(validate="last"), "validate must be every_epoch or last_epoch, got 'last'"),
     (lambda p: p["st_pascal"].update(momentun=0.5), "unknown key(s) ['momentun'] in st_pascal"),
 ])
 def test_profile_mistakes_are_named_before_any_work(tmp_path: Path, edit: Any, message: str) -> None:

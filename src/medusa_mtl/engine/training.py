@@ -800,9 +800,11 @@ def default_checkpoint_callbacks(dirpath: str | Path | None = None) -> list[L.Ca
         dirpath=dirpath, filename="best", monitor="val/loss", mode="min", save_top_k=1,
         auto_insert_metric_name=False, enable_version_counter=False,
     )
-    # Unmonitored, one file named "last": rewritten after every epoch; `--ckpt_path last` finds it by name.
+    # Unmonitored, one file named "last": rewritten after every epoch; `--ckpt_path last` finds it by name. At the
+    # train epoch's end, also of epochs without validation (Lightning's default saves after validation only when
+    # check_val_every_n_epoch > 1: an interrupted run would resume from its last validated epoch).
     last = ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False)
+                           enable_version_counter=False, save_on_train_epoch_end=True)
     return [best, last]
 
 

@@ -50,7 +50,8 @@ METHODS: list[tuple[str, str, str, bool]] = [
 # Every key a profile may set, and where it is read (a key outside these sets is refused: nothing would read it).
 PROFILE_KEYS = {"profile", "seed", "seeds", "data", "loader", "pretrain", "pretrain_prefer", "mtl", "st_pascal", "ufl",
                 "predict_images", "one_seed", "skip", "scratch_check", "hrnet_form", "bn_momentum",
-                "test_flip"}
+                "test_flip", "validate"}
+VALIDATE = ("every_epoch", "last_epoch")  # a profile's `validate`: when the held-out split is scored
 DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_root, ensure_dataset, MultiTaskDataModule
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
 # epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
@@ -162,6 +163,8 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
             fail(f"data.{dataset}.rotation", "a number of degrees in [0, 180]", spec["rotation"])
     if "test_flip" in profile and not isinstance(profile["test_flip"], bool):
         fail("test_flip", "true or false", profile["test_flip"])
+    if "validate" in profile and profile["validate"] not in VALIDATE:
+        fail("validate", " or ".join(VALIDATE), profile["validate"])
     loader = section("loader", profile["loader"])
     known_keys("loader", loader, LOADER_KEYS)
     count("loader.batch_size", loader.get("batch_size"))
@@ -194,10 +197,12 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     ``hrnet_form`` (``reference``, the default, or ``timm``; see :mod:`medusa_mtl.models.backbone`) applies to
     every model and to the pretraining; ``bn_momentum`` (optional) sets the backbone's BatchNorm momentum while
     fine-tuning (not in pretraining); ``test_flip: true`` scores every run (held-out selection and test) on the
-    mean of the outputs for each image and its mirror image (:mod:`medusa_mtl.engine.tta`). A dataset's ``data``
-    entry may set ``scales``, the random scales of its train augmentation, and ``rotation``, its largest random
-    rotation in degrees (each instead of SPEC §6's protocol; see ``MultiTaskDataModule``); ``loader: {cache:
-    true}`` keeps decoded samples in memory (same results, faster epochs).
+    mean of the outputs for each image and its mirror image (:mod:`medusa_mtl.engine.tta`); ``validate:
+    last_epoch`` scores the held-out split after the last epoch only (``every_epoch``, the default: after each,
+    and the lowest held-out loss is selected). A dataset's ``data`` entry may set ``scales``, the random scales
+    of its train augmentation, and ``rotation``, its largest random rotation in degrees (each instead of SPEC
+    §6's protocol; see ``MultiTaskDataModule``); ``loader: {cache: true}`` keeps decoded samples in memory (same
+    results, faster epochs).
     """
     profile = profile or {}
     seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
@@ -295,6 +300,8 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None,
         relevant["bn_momentum"] = profile["bn_momentum"]
     if profile.get("test_flip"):  # (likewise)
         relevant["test_flip"] = True
+    if profile.get("validate", "every_epoch") != "every_epoch":  # (likewise)
+        relevant["validate"] = profile["validate"]
     if source_fingerprint is not None:
         relevant["source"] = source_fingerprint
     if device is not None and device != "cpu":
@@ -365,8 +372,11 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     last = run_dir / "checkpoints" / "last.ckpt"
     _forget_stale_checkpoints(run.key, run_dir, fingerprint, log)
     clock = TrainClock(run_dir / "checkpoints" / "train_time.json", resumed=last.is_file())
+    # validate: last_epoch scores the held-out split after the last epoch only (best.ckpt is then the last
+    # epoch's): the same weights, without the evaluation passes of the other epochs
     trainer = make_trainer(
         max_epochs=epochs, default_root_dir=str(run_dir), enable_progress_bar=progress,
+        check_val_every_n_epoch=epochs if profile.get("validate") == "last_epoch" else 1,
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=5, deterministic=False,
         callbacks=[clock] if progress else [clock, EpochSummary(f"    {run.key}:")],
     )
@@ -793,9 +803,13 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         + f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}; "
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
         f"lr {profile['st_pascal']['lr']}; UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
-        f"lr {profile['ufl']['lr']}. Batch {profile['loader']['batch_size']}. Checkpoints are selected on a held-out "
-        f"{int(profile['loader']['val_fraction'] * 100)}% of train"
+        f"lr {profile['ufl']['lr']}. Batch {profile['loader']['batch_size']}. "
+        + ("Each run's checkpoint is its last epoch's: the held-out "
+           if profile.get("validate") == "last_epoch" else "Checkpoints are selected on a held-out ")
+        + f"{int(profile['loader']['val_fraction'] * 100)}% of train"
         + (f" ({some['num_heldout']} images)" if some else "")
+        + (" is scored after the last epoch only (the profile's validate: last_epoch)"
+           if profile.get("validate") == "last_epoch" else "")
         + "; the tables report the test split (the original works selected on test). "
         + ("Every run is scored (held-out selection and test) on the mean of its outputs for each image and for "
            "its mirror image, mirrored back (the profile's test_flip, instead of SPEC's single output; the trivial "
