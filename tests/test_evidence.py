@@ -323,6 +323,27 @@ def test_validating_the_last_epoch_only_trains_the_same_weights_and_resumes(tmp_
     assert all(torch.equal(b[k], c[k]) for k in b)
 
 
+def test_the_report_setup_names_flip_averaging_and_last_epoch_checkpoints(tmp_path: Path) -> None:
+    """A profile's test_flip and validate: last_epoch change what the numbers are: the report's setup says so (and
+    says nothing of them for a profile without them, e.g. the committed standard run's)."""
+    from medusa_mtl.reports.benchmark import rerender_report
+
+    saved = json.loads((Path(__file__).parents[1] / "docs" / "results" / "standard.json").read_text())
+    texts = {}
+    for name, extra in (("plain", {}), ("both", {"test_flip": True, "validate": "last_epoch"})):
+        out = tmp_path / name
+        out.mkdir()
+        saved["profile_settings"] = {k: v for k, v in saved["profile_settings"].items()
+                                     if k not in ("test_flip", "validate")} | extra
+        (out / "results.json").write_text(json.dumps(saved))
+        texts[name] = rerender_report(out).read_text()
+    assert "Checkpoints are selected on a held-out 10% of train" in texts["plain"]
+    assert "mirror image" not in texts["plain"] and "last_epoch" not in texts["plain"]
+    assert "Each run's checkpoint is its last epoch's: the held-out 10% of train" in texts["both"]
+    assert "is scored after the last epoch only (the profile's validate: last_epoch)" in texts["both"]
+    assert "mean of its outputs for each image and for its mirror image" in texts["both"]
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda p: "", "expected a mapping of settings"),  # an empty file
     (lambda p: p["data"].pop("pascal"), "data.pascal must be a mapping, got None"),

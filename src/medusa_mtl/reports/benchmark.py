@@ -769,6 +769,7 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
     flags = extras.get("flags") or {}
     pre = extras.get("pretrain")
     seeds = profile.get("seeds") or [profile["seed"]]
+    last_only = profile.get("validate") == "last_epoch"
     form = ("the reference implementation's form: bilinear fuse layers, BN momentum 0.01"
             if profile.get("hrnet_form", "reference") == "reference" else "timm's form: nearest-neighbour fuse layers")
     if profile.get("bn_momentum") is not None:
@@ -804,14 +805,13 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
         f"lr {profile['st_pascal']['lr']}; UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
         f"lr {profile['ufl']['lr']}. Batch {profile['loader']['batch_size']}. "
-        + ("Each run's checkpoint is its last epoch's: the held-out "
-           if profile.get("validate") == "last_epoch" else "Checkpoints are selected on a held-out ")
+        + ("Each run's checkpoint is its last epoch's: the held-out " if last_only
+           else "Checkpoints are selected on a held-out ")
         + f"{int(profile['loader']['val_fraction'] * 100)}% of train"
         + (f" ({some['num_heldout']} images)" if some else "")
-        + (" is scored after the last epoch only (the profile's validate: last_epoch)"
-           if profile.get("validate") == "last_epoch" else "")
+        + (" is scored after the last epoch only (the profile's validate: last_epoch)" if last_only else "")
         + "; the tables report the test split (the original works selected on test). "
-        + ("Every run is scored (held-out selection and test) on the mean of its outputs for each image and for "
+        + ("Every run is scored (held-out split and test) on the mean of its outputs for each image and for "
            "its mirror image, mirrored back (the profile's test_flip, instead of SPEC's single output; the trivial "
            "predictor is unchanged by it). " if profile.get("test_flip") else "")
         + "Rows show mean ± sample standard deviation (n − 1) over training seeds (same data, different "
