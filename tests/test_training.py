@@ -260,6 +260,15 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     profile.write_text(profile.read_text().replace(", cache: true", ""))
     assert cli_main(args) == 0
     assert result.stat().st_mtime == mtime
+    # ... and its wall time is that of both invocations (the first one's data generation and training included)
+    again = json.loads((tmp_path / "res" / "results.json").read_text())
+    first, second = again["invocations"]
+    assert first["finished"] and second["finished"] and first["wall_time_s"] > second["wall_time_s"] > 0
+    assert again["wall_time_s"] == pytest.approx(first["wall_time_s"] + second["wall_time_s"], abs=0.11)
+    assert first["wall_time_s"] == pytest.approx(results["wall_time_s"], abs=0.11)
+    assert again["provenance"]["invocations"] == 2 and second["reference_step_s"] > 0
+    assert "over 2 invocations (interrupted and resumed" in (tmp_path / "res" / "REPORT.md").read_text()
+    assert "over 2 invocations" not in report and "the machine's reference training step" in report
 
 
 def test_last_checkpoint_advances_when_validation_gets_worse(synth: dict[str, Path], tmp_path: Path,

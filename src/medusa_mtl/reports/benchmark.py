@@ -784,8 +784,12 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         f"(data seed {profile['seed']}, training seeds {seeds}, torch {prov['versions']['torch']}, "
         f"timm {prov['versions']['timm']}, device {prov['device']}, {prov.get('cpu_count')} CPUs, "
         f"wall time {prov.get('wall_time_s', 0):.0f} s"
+        + (f" over {prov['invocations']} invocations (interrupted and resumed; each one's time counts)"
+           if (prov.get("invocations") or 1) > 1 else "")
         + (f" plus {pre['wall_time_s']:.0f} s of pretraining ({'cached' if pre.get('cached') else 'this run'})"
            if pre else "")
+        + (f"; the machine's reference training step: {prov['reference_step_s']:.3f} s (one thread, "
+           "`medusa_mtl.reports.wallclock.reference_step_time`)" if prov.get("reference_step_s") else "")
         + (f", commit {prov['commit']}" if prov.get("commit") else "")
         + "). Every number below was measured by that run; `results.json` holds them all.",
         "",
@@ -949,6 +953,23 @@ def run_benchmark(args: argparse.Namespace) -> int:
     seed = int(profile["seed"])
     pretrained_file, pre_record = _pretrained_backbone(profile, Path(args.pretrain_cache), log)
     start = time.time()  # the pretraining is counted separately (it is cached and shared)
+    from .wallclock import WallLedger, reference_step_time
+
+    # every invocation into this --out counts: a resumed benchmark reports the time of all its attempts. Its
+    # key is the runs' settings fingerprints: an invocation that would reuse or resume them is the same benchmark
+    jobs = args.jobs if args.jobs is not None else _default_jobs()
+    key = {"profile": profile["profile"], "runs": plan_fingerprints(profile, methods, Path(args.pretrain_cache), jobs)}
+    ledger = WallLedger(out / "wall_clock.json", key=key,
+                        extra={"commit": _git_commit(), "reference_step_s": reference_step_time()})
+    try:
+        return _run_benchmark(args, profile, methods, out, seed, pretrained_file, pre_record, ledger, log)
+    finally:
+        ledger.close(finished=False)  # no-op after a finished run (it closed the ledger before its report)
+
+
+def _run_benchmark(args: argparse.Namespace, profile: dict[str, Any], methods: list[str] | None, out: Path,
+                   seed: int, pretrained_file: Path | None, pre_record: dict[str, Any] | None, ledger: Any,
+                   log: Any) -> int:
     data_dir = Path(args.data_dir)
     roots = {ds: dataset_root(data_dir, ds, profile["data"][ds], seed) for ds in ("nyud", "pascal")}
     for ds, root in roots.items():
@@ -986,12 +1007,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
         extras.update(_resources(out, log))
     extras["predictions"] = _predictions(out, results, roots, profile, log)
     extras["claims"] = _claims(tables, log)
-    wall = round(time.time() - start, 1)
+    ledger.close()
+    wall, invocations = ledger.total(), ledger.invocations()
     # the parent's torch_threads is not the workers': each run records its own (run_records[].torch_threads)
     prov = provenance(profile=profile["profile"], seed=seed, seeds=profile.get("seeds"), wall_time_s=wall,
-                      commit=_git_commit(), jobs=jobs, run_torch_threads=_run_threads(jobs))
+                      commit=_git_commit(), jobs=jobs, run_torch_threads=_run_threads(jobs),
+                      invocations=len(invocations), reference_step_s=invocations[-1].get("reference_step_s"))
     write_json(out / "results.json", {
-        "profile": profile["profile"], "wall_time_s": wall,
+        "profile": profile["profile"], "wall_time_s": wall, "invocations": invocations,
         "pretrain_wall_time_s": pre_record["wall_time_s"] if pre_record else None,
         "trivial": trivial, "runs": tables["runs"], "claims": extras["claims"], "learned": extras["checks"],
         "noise": extras["noise"],
