@@ -158,7 +158,7 @@ def test_evaluate_module_equals_trainer_test(synth: dict[str, Path], tmp_path: P
     assert direct["depth"]["rmse"] == pytest.approx(via_trainer["depth"]["rmse"])
 
 
-def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
+def test_benchmark_tiny_profile_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     profile = tmp_path / "tiny.yaml"
     profile.write_text(
         "profile: tiny\nseed: 3\nseeds: [0, 1]\n"
@@ -258,6 +258,10 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path) -> None:
     result = tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json"
     mtime = result.stat().st_mtime
     profile.write_text(profile.read_text().replace(", cache: true", ""))
+    capsys.readouterr()
+    assert cli_main([*args, "--plan"]) == 0
+    plan = capsys.readouterr().out
+    assert "8 runs: 8 reused" in plan and "over 1 invocation(s) of these runs" in plan
     assert cli_main(args) == 0
     assert result.stat().st_mtime == mtime
     # ... and its wall time is that of both invocations (the first one's data generation and training included)

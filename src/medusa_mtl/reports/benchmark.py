@@ -959,6 +959,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     # key is the runs' settings fingerprints: an invocation that would reuse or resume them is the same benchmark
     jobs = args.jobs if args.jobs is not None else _default_jobs()
     key = {"profile": profile["profile"], "runs": plan_fingerprints(profile, methods, Path(args.pretrain_cache), jobs)}
+    # (plan_lines finds the same key)
     ledger = WallLedger(out / "wall_clock.json", key=key,
                         extra={"commit": _git_commit(), "reference_step_s": reference_step_time()})
     try:
@@ -1168,6 +1169,12 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
     lines.append(f"{sum(counts.values())} runs: {counts['reused']} reused, {counts['resumed']} resumed, "
                  f"{counts['new']} to train; at most {steps_left} optimizer steps "
                  f"(batch {profile['loader']['batch_size']}) left to train")
+    from .wallclock import recorded_invocations
+
+    earlier = recorded_invocations(out / "wall_clock.json", {"profile": profile["profile"], "runs": fingerprints})
+    if earlier:
+        lines.append(f"wall time so far: {sum(float(e.get('wall_time_s', 0)) for e in earlier):.0f} s over "
+                     f"{len(earlier)} invocation(s) of these runs into {out}; the report's wall time adds the next")
     return lines
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..provenance import write_json
 
-__all__ = ["WallLedger", "reference_step_time"]
+__all__ = ["WallLedger", "recorded_invocations", "reference_step_time"]
 
 
 class WallLedger:
@@ -57,13 +57,7 @@ class WallLedger:
         self._thread.start()
 
     def _previous(self) -> list[dict[str, Any]]:
-        try:
-            stored = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return []  # none yet, or unreadable (a crash mid-write cannot leave one: writes are atomic)
-        if not isinstance(stored, dict) or stored.get("key") != self.key:
-            return []
-        return [e for e in stored.get("invocations", []) if isinstance(e, dict)]
+        return recorded_invocations(self.path, self.key)
 
     def _elapsed(self) -> float:
         return self.entry["wall_time_s"] if self.closed else round(time.time() - self.t0, 1)
@@ -96,6 +90,18 @@ class WallLedger:
         self.entry["finished"] = finished
         self._write()
         self.closed = True
+
+
+def recorded_invocations(path: str | Path, key: Any) -> list[dict[str, Any]]:
+    """The invocations a ledger file holds for ``key`` (none if the file is absent, unreadable or another
+    benchmark's)."""
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []  # none yet, or unreadable (a crash mid-write cannot leave one: writes are atomic)
+    if not isinstance(stored, dict) or stored.get("key") != json.loads(json.dumps(key, default=str)):
+        return []
+    return [e for e in stored.get("invocations", []) if isinstance(e, dict)]
 
 
 def reference_step_time(steps: int = 6, warmup: int = 2) -> float:
