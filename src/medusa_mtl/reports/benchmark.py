@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..options import output_dir, parse_yaml, positive_int
 from ..provenance import provenance, write_json
 from ..tasks import delta_m
+from .wallclock import WallLedger, recorded_invocations, reference_step_time
 
 NYUD_MAIN = ["semseg", "depth"]
 NYUD_NE = ["semseg", "depth", "normals", "edge"]
@@ -953,31 +954,33 @@ def run_benchmark(args: argparse.Namespace) -> int:
     seed = int(profile["seed"])
     pretrained_file, pre_record = _pretrained_backbone(profile, Path(args.pretrain_cache), log)
     start = time.time()  # the pretraining is counted separately (it is cached and shared)
-    from .wallclock import WallLedger, reference_step_time
-
     # every invocation into this --out counts: a resumed benchmark reports the time of all its attempts. Its
     # key is the runs' settings fingerprints: an invocation that would reuse or resume them is the same benchmark
     jobs = args.jobs if args.jobs is not None else _default_jobs()
-    key = {"profile": profile["profile"], "runs": plan_fingerprints(profile, methods, Path(args.pretrain_cache), jobs)}
-    # (plan_lines finds the same key)
+    key = _ledger_key(profile, plan_fingerprints(profile, methods, Path(args.pretrain_cache), jobs))
     ledger = WallLedger(out / "wall_clock.json", key=key,
                         extra={"commit": _git_commit(), "reference_step_s": reference_step_time()})
     try:
-        return _run_benchmark(args, profile, methods, out, seed, pretrained_file, pre_record, ledger, log)
+        return _run_benchmark(args, profile, methods, out, seed, jobs, pretrained_file, pre_record, ledger, log)
     finally:
         ledger.close(finished=False)  # no-op after a finished run (it closed the ledger before its report)
 
 
+def _ledger_key(profile: dict[str, Any], fingerprints: dict[str, str]) -> dict[str, Any]:
+    """What makes two invocations into one ``--out`` the same benchmark for its wall-time ledger: the runs they
+    would reuse or resume (their settings fingerprints)."""
+    return {"profile": profile["profile"], "runs": fingerprints}
+
+
 def _run_benchmark(args: argparse.Namespace, profile: dict[str, Any], methods: list[str] | None, out: Path,
-                   seed: int, pretrained_file: Path | None, pre_record: dict[str, Any] | None, ledger: Any,
-                   log: Any) -> int:
+                   seed: int, jobs: int, pretrained_file: Path | None, pre_record: dict[str, Any] | None,
+                   ledger: WallLedger, log: Any) -> int:
     data_dir = Path(args.data_dir)
     roots = {ds: dataset_root(data_dir, ds, profile["data"][ds], seed) for ds in ("nyud", "pascal")}
     for ds, root in roots.items():
         ensure_dataset(root, ds, profile["data"][ds], seed, log)
     trivial = _trivial(roots, profile, log)
     runs = plan_runs(methods, profile)
-    jobs = args.jobs if args.jobs is not None else _default_jobs()
     from ..engine.training import default_device
 
     on = default_device()
@@ -1169,9 +1172,7 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
     lines.append(f"{sum(counts.values())} runs: {counts['reused']} reused, {counts['resumed']} resumed, "
                  f"{counts['new']} to train; at most {steps_left} optimizer steps "
                  f"(batch {profile['loader']['batch_size']}) left to train")
-    from .wallclock import recorded_invocations
-
-    earlier = recorded_invocations(out / "wall_clock.json", {"profile": profile["profile"], "runs": fingerprints})
+    earlier = recorded_invocations(out / "wall_clock.json", _ledger_key(profile, fingerprints))
     if earlier:
         lines.append(f"wall time so far: {sum(float(e.get('wall_time_s', 0)) for e in earlier):.0f} s over "
                      f"{len(earlier)} invocation(s) of these runs into {out}; the report's wall time adds the next")

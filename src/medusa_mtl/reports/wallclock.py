@@ -44,7 +44,7 @@ class WallLedger:
         self.path = Path(path)
         self.key = json.loads(json.dumps(key, default=str))  # as it reads back from the file
         self.interval = float(interval)
-        self.previous = self._previous()
+        self.previous = recorded_invocations(self.path, self.key)
         self.t0 = time.time()
         self.entry: dict[str, Any] = {
             "started_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -55,9 +55,6 @@ class WallLedger:
         self._write()
         self._thread = threading.Thread(target=self._beat, name="wall-ledger", daemon=True)
         self._thread.start()
-
-    def _previous(self) -> list[dict[str, Any]]:
-        return recorded_invocations(self.path, self.key)
 
     def _elapsed(self) -> float:
         return self.entry["wall_time_s"] if self.closed else round(time.time() - self.t0, 1)
