@@ -168,7 +168,7 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path, capsys: pytest.Cap
         "pretrain: {size: [64, 64], num_images: 32, epochs: 1, batch_size: 16}\n"
         "mtl: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}\n"
         "st_pascal: {epochs: 1, optimizer: sgd, lr: 1.0e-2, momentum: 0.9, weight_decay: 1.0e-4}\n"
-        "ufl: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}\n"
+        "ufl: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4, feature_cache: true}\n"
         "one_seed: [ufl/mt_baseline]\nscratch_check: [nyud/mt_baseline]\n"
         "predict_images: 1\n"
         # two training steps: the reference HRNet's BN momentum 0.01 would leave the running statistics at
@@ -179,6 +179,8 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path, capsys: pytest.Cap
             str(tmp_path / "data"), "--pretrain-cache", str(tmp_path / "pretrained"), "--models", "mt_baseline",
             "--jobs", "1", "--skip-resources", "--no-progress"]
     assert cli_main(args) == 0
+    # PASCAL keeps its protocol's zooms and rotations here: no UFL input recurs, so the feature cache stays off
+    assert "ufl/mt_baseline/s0: ufl.feature_cache is off" in capsys.readouterr().out
     report = (tmp_path / "res" / "REPORT.md").read_text()
     assert "| ST baseline | HRHead |" in report and "| MT baseline | HRHead |" in report
     assert "| trivial predictor (constant) |" in report and "## Claims" in report
@@ -254,10 +256,10 @@ def test_benchmark_tiny_profile_writes_report(tmp_path: Path, capsys: pytest.Cap
     with pytest.raises(ConfigError, match="not a benchmark results file"):
         rerender_report(copy)
     # a second invocation reuses every finished run (nothing retrained) and the cached pretrained backbone;
-    # the sample cache changes speed only, so a profile without it is still the same run
+    # the sample cache and the feature cache change speed only, so a profile without them is still the same run
     result = tmp_path / "res" / "runs" / "nyud" / "mt_baseline" / "s0" / "result.json"
     mtime = result.stat().st_mtime
-    profile.write_text(profile.read_text().replace(", cache: true", ""))
+    profile.write_text(profile.read_text().replace(", cache: true", "").replace(", feature_cache: true", ""))
     capsys.readouterr()
     assert cli_main([*args, "--plan"]) == 0
     plan = capsys.readouterr().out

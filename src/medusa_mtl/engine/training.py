@@ -617,6 +617,13 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.val_ids: list[str] = []
         self.test_ids: list[str] = []
 
+    @property
+    def flips_only(self) -> bool:
+        """Whether the train augmentation is at most a horizontal flip (no zoom, no rotation): every training input
+        is then one of two per image, which the UFL feature cache (``mirror``) can exploit."""
+        aug = self.augment or get_dataset_info(self.dataset_name).augment
+        return aug.scales is not None and set(aug.scales) == {1.0} and aug.max_rotation == 0
+
     def check_declaration(self, module: Any) -> None:
         """Refuse a model whose tasks the dataset now declares otherwise. A model trained on a declared dataset
         reads the folder's ``dataset.yaml``, which replaces the declaration the checkpoint recorded: a task whose

@@ -140,6 +140,11 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON of single-task results {task: {metric: value}} for delta-m")
     parser.add_argument("--out", default="runs/ufl", type=output_dir, help="output folder (checkpoints, logs, metrics)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--feature-cache", action="store_true",
+                        help="compute the frozen backbone's features once per input image and its mirror image, "
+                             "and reuse them in later epochs (same results, checked as it runs); for a flips-only "
+                             "train augmentation (data.scales [1.0], data.rotation 0 in the --config), else it "
+                             "stays off and says so")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --out from its checkpoints/last.ckpt (same options); "
                              "it ends as the uninterrupted run would")
@@ -275,6 +280,16 @@ def run_ufl(args: argparse.Namespace) -> int:
     if "human_parts" in module.main_tasks and len(module.main_tasks) == 1:
         data_cfg.setdefault("drop_images_without_person", True)
     data = MultiTaskDataModule(**data_cfg)
+    cache = None
+    if args.feature_cache and data.flips_only:
+        from ..models.feature_cache import set_feature_cache
+
+        cache = set_feature_cache(module.net, True, mirror=True)
+    elif args.feature_cache:
+        import sys
+
+        print("note: --feature-cache is off: the train augmentation zooms or rotates, so no training input recurs "
+              "(flips only: data.scales [1.0] and data.rotation 0 in the --config)", file=sys.stderr)
     _note_other_size(source, tuple(data.input_size))
     trainer_cfg["max_epochs"] = args.epochs or trainer_cfg.get("max_epochs", 60)
     trainer = make_trainer(default_root_dir=str(out), **trainer_cfg)
@@ -296,6 +311,7 @@ def run_ufl(args: argparse.Namespace) -> int:
         "metrics": results,
         "delta_m": delta_m(results, single, module.main_tasks) if single else None,
         "wall_time_s": round(time.time() - start, 1),
+        "feature_cache": cache.stats() if cache is not None else None,
         "provenance": provenance(seed=args.seed),
     }
     write_json(out / "ufl_metrics.json", report)

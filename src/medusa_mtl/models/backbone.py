@@ -60,7 +60,12 @@ class Backbone(nn.Module):
             schedules need more than the reference's 0.01: after a few hundred steps at a large learning rate its
             running statistics still describe the initial weights, and eval-mode outputs can be far off (the
             standard benchmark profile fine-tunes with 0.1: ``bn_momentum`` in configs/benchmark/standard.yaml).
+
+    ``feature_cache``: a frozen backbone's per-image feature cache, switched on by
+    :func:`medusa_mtl.models.feature_cache.set_feature_cache` (``None``, the default: every call computes).
     """
+
+    feature_cache: Any = None
 
     def __init__(self, name: str = DEFAULT_BACKBONE, pretrained: bool = False,
                  pretrained_file: str | Path | None = None, hrnet_form: str = "reference",
@@ -195,6 +200,12 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         self.check_input(x)
+        cache = self.feature_cache
+        if cache is not None and not self.training:  # a frozen backbone's features per image (models/feature_cache.py)
+            return cache(self._features, x, self)
+        return self._features(x)
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = list(self.body(x))
         if self.nhwc_features:
             feats = [f.permute(0, 3, 1, 2) for f in feats]

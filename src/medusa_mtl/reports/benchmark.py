@@ -57,6 +57,8 @@ DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_ro
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
 # epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
 OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power"}
+# ufl only: cache the frozen backbone's features per input image (models/feature_cache.py; same results, less time)
+UFL_KEYS = OPTIM_KEYS | {"feature_cache"}
 
 
 @dataclass
@@ -177,7 +179,9 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         fail("loader.val_fraction", "a number strictly between 0 and 1", fraction)
     for group in ("mtl", "st_pascal", "ufl"):
         cfg = section(group, profile[group])
-        known_keys(group, cfg, OPTIM_KEYS)
+        known_keys(group, cfg, UFL_KEYS if group == "ufl" else OPTIM_KEYS)
+        if not isinstance(cfg.get("feature_cache", False), bool):
+            fail(f"{group}.feature_cache", "true or false", cfg["feature_cache"])
         count(f"{group}.epochs", cfg.get("epochs"))
         if cfg.get("optimizer") not in ("adam", "sgd"):
             fail(f"{group}.optimizer", "'adam' or 'sgd'", cfg.get("optimizer"))
@@ -293,8 +297,10 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None,
     group = run.group
     # the loader's ``cache`` changes speed, not batches: runs with and without it are the same run
     loader = {k: v for k, v in profile["loader"].items() if k != "cache"}
+    # likewise the UFL feature cache: exact (it checks itself), so runs with and without it are the same run
+    optim = {k: v for k, v in profile[group].items() if k != "feature_cache"}
     relevant = {"run": asdict(run), "data": profile["data"], "loader": loader,
-                "optim": profile[group], "seed": profile["seed"],
+                "optim": optim, "seed": profile["seed"],
                 "pretrained": Path(pretrained_file).name if pretrained_file else None,
                 "hrnet_form": profile.get("hrnet_form", "reference")}
     if profile.get("bn_momentum") is not None:  # only when set: the fingerprints of other profiles stay as they were
@@ -349,6 +355,8 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
             return record
     optim = dict(profile[run.group])
     epochs = int(optim.pop("epochs"))
+    feature_cache = bool(optim.pop("feature_cache", False))
+    cache = None
     L.seed_everything(run.seed, workers=True)
     test_flip = bool(profile.get("test_flip", False))
     if source is not None:
@@ -368,6 +376,14 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         seed=int(profile["seed"]), scales=spec.get("scales"), rotation=spec.get("rotation"),
         cache=bool(loader.get("cache", False)),
     )
+    if feature_cache and source is not None:  # a UFL run: its backbone is frozen
+        if data.flips_only:
+            from ..models.feature_cache import set_feature_cache
+
+            cache = set_feature_cache(module.net, True, mirror=True)
+        else:  # zooms / rotations drawn anew for every input: nothing recurs, a cache would only fill memory
+            log(f"{run.key}: ufl.feature_cache is off: the {run.dataset} train augmentation zooms or rotates, so no "
+                "training input recurs (data.scales [1.0] and rotation 0: flips only)")
     from ..engine.training import EpochSummary, TrainClock
 
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -400,6 +416,8 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
         "num_train": len(data.train_ids), "num_heldout": len(data.val_ids), "num_test": len(data.test_ids),
         "test": test_metrics, "train_time_s": round(train_time, 1), "test_time_s": round(time.time() - t1, 1),
     }
+    if cache is not None:  # batches served / computed / checked (a resumed run counts its last invocation only)
+        record["feature_cache"] = cache.stats()
     write_json(record_path, record)
     return record
 
