@@ -47,6 +47,7 @@ from ..data.sizes import parse_size
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import StreamingMetric
 from ..models import create_model, list_models, resolve_tasks
+from ..models.backbone import Backbone
 from ..models.base import DEEP_SUPERVISION
 from ..models.ufl import UFLModel
 from ..tasks import get_task, parse_tasks
@@ -180,6 +181,9 @@ class MultiTaskModule(L.LightningModule):
         optimizer: ``adam`` (L2 weight decay, not AdamW) or ``sgd`` (momentum).
         lr, weight_decay, momentum: optimiser settings (SPEC §7).
         poly_power: exponent of the per-epoch poly schedule ``lr·(1 − e/E)^p``.
+        backbone_lr_scale: the backbone's learning rate is ``lr * backbone_lr_scale`` (every backbone of the
+            network: a single-task network has one per task); heads and the rest train at ``lr``. 1 = one lr for
+            all (SPEC §7); a smaller value keeps a pretrained backbone nearer its initialisation.
         edge_thresholds: thresholds of the edge metric (99 = SPEC; fewer for fast validation).
         metric_options: per-task metric settings, e.g. ``{"edge": {"max_dist_ratio": 0.011}}`` (the NYUD
             edge-detection literature's tolerance; default 0.0075, the MTI-Net protocol) or
@@ -212,6 +216,7 @@ class MultiTaskModule(L.LightningModule):
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
         poly_power: float = 0.9,
+        backbone_lr_scale: float = 1.0,
         edge_thresholds: int = 99,
         ufl: dict[str, Any] | list[dict[str, Any]] | None = None,
         metric_options: dict[str, dict[str, Any]] | None = None,
@@ -225,6 +230,9 @@ class MultiTaskModule(L.LightningModule):
                             ("poly_power", poly_power)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--model.{name} must be a finite number >= 0, got {value!r}")
+        if (isinstance(backbone_lr_scale, bool) or not isinstance(backbone_lr_scale, int | float)
+                or not math.isfinite(backbone_lr_scale) or backbone_lr_scale <= 0):
+            raise ConfigError(f"--model.backbone_lr_scale must be a finite number > 0, got {backbone_lr_scale!r}")
         if not isinstance(test_flip, bool):  # "no" would be truthy
             raise ConfigError(f"--model.test_flip must be true or false, got {test_flip!r}")
         tasks_l = _as_list(tasks)
@@ -244,6 +252,7 @@ class MultiTaskModule(L.LightningModule):
                                   else pretrained_file),  # a pathlib.Path: as a string (weights_only loads)
                  optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
+                 backbone_lr_scale=float(backbone_lr_scale),
                  edge_thresholds=edge_thresholds, ufl=ufl_steps(ufl) or None,
                  metric_options={t: dict(o) for t, o in (metric_options or {}).items()},
                  test_flip=test_flip, dataset_specs=specs or None)
@@ -461,10 +470,11 @@ class MultiTaskModule(L.LightningModule):
         if not params:
             raise ConfigError("no trainable parameters: everything is frozen")
         hp = self.hparams
+        groups = self.param_groups(params)
         if hp.optimizer == "adam":
-            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt: torch.optim.Optimizer = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         else:
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         max_epochs = schedule_epochs(self._trainer) if self._trainer is not None else 1
         power = float(hp.poly_power)
 
@@ -473,6 +483,21 @@ class MultiTaskModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, poly)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+    def param_groups(self, params: list[nn.Parameter]) -> list[dict[str, Any]]:
+        """``params`` as optimiser groups: one group (the ``lr``), or with ``backbone_lr_scale`` != 1 the backbones'
+        parameters at ``lr * backbone_lr_scale`` and the others at ``lr`` (a group left out when empty)."""
+        scale = float(self.hparams.get("backbone_lr_scale", 1.0))  # checkpoints from before the option: 1
+        if scale == 1.0:
+            return [{"params": params}]
+        in_backbone = {id(p) for m in self.net.modules() if isinstance(m, Backbone) for p in m.parameters()}
+        backbone = [p for p in params if id(p) in in_backbone]
+        rest = [p for p in params if id(p) not in in_backbone]
+        groups = [{"params": rest}] if rest else []
+        if backbone:
+            groups.append({"params": backbone, "lr": float(self.hparams.lr) * scale})
+        return groups
 
 
 def schedule_epochs(trainer: L.Trainer) -> int:

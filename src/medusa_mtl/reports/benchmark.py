@@ -56,7 +56,7 @@ VALIDATE = ("every_epoch", "last_epoch")  # a profile's `validate`: when the hel
 DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_root, ensure_dataset, MultiTaskDataModule
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
 # epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
-OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power"}
+OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power", "backbone_lr_scale"}
 # ufl only: cache the frozen backbone's features per input image (models/feature_cache.py; same results, less time)
 UFL_KEYS = OPTIM_KEYS | {"feature_cache"}
 
@@ -187,6 +187,8 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
             fail(f"{group}.optimizer", "'adam' or 'sgd'", cfg.get("optimizer"))
         number(f"{group}.lr", cfg.get("lr"))
         number(f"{group}.weight_decay", cfg.get("weight_decay", 0.0), low_open=False)
+        if "backbone_lr_scale" in cfg:
+            number(f"{group}.backbone_lr_scale", cfg["backbone_lr_scale"])
     known = {run.base for run in plan_runs(None, {"seed": 0})}  # every row of the benchmark
     for key in ("one_seed", "skip", "scratch_check"):
         unknown = sorted(set(profile.get(key) or []) - known)
@@ -247,6 +249,15 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
 
 def _size_text(size: list[int]) -> str:
     return f"{size[0]}x{size[1]}"
+
+
+def _backbone_lr_text(optim: dict[str, Any]) -> str:
+    """`` (backbone lr x0.1, ...)`` when a group trains its backbones slower than its heads (else nothing)."""
+    scale = optim.get("backbone_lr_scale", 1.0)
+    if scale == 1.0:
+        return ""
+    return (f" (backbones at {scale:g}x that lr: {optim['lr'] * scale:g}; the profile's backbone_lr_scale, "
+            "instead of SPEC's one lr)")
 
 
 def _rotation_text(degrees: float) -> str:
@@ -824,9 +835,11 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         + "".join(f"{name.upper()} training rotations: {_rotation_text(d[name]['rotation'])} "
                   "(the profile's, instead of SPEC's protocol). " for name in ("nyud", "pascal")
                   if d[name].get("rotation") is not None)
-        + f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}; "
+        + f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}"
+        f"{_backbone_lr_text(profile['mtl'])}; "
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
-        f"lr {profile['st_pascal']['lr']}; UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
+        f"lr {profile['st_pascal']['lr']}{_backbone_lr_text(profile['st_pascal'])}; "
+        f"UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
         f"lr {profile['ufl']['lr']}. Batch {profile['loader']['batch_size']}. "
         + ("Each run's checkpoint is its last epoch's: the held-out " if last_only
            else "Checkpoints are selected on a held-out ")
