@@ -484,7 +484,6 @@ class MultiTaskModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, poly)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
-
     def param_groups(self, params: list[nn.Parameter]) -> list[dict[str, Any]]:
         """``params`` as optimiser groups: one group (the ``lr``), or with ``backbone_lr_scale`` != 1 the backbones'
         parameters at ``lr * backbone_lr_scale`` and the others at ``lr`` (a group left out when empty)."""

@@ -57,8 +57,9 @@ DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_ro
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
 # epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
 OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power", "backbone_lr_scale"}
-# ufl only: cache the frozen backbone's features per input image (models/feature_cache.py; same results, less time)
-UFL_KEYS = OPTIM_KEYS | {"feature_cache"}
+# ufl only: cache the frozen backbone's features per input image (models/feature_cache.py; same results, less time);
+# no backbone_lr_scale there: the backbone is frozen, so the key would be read by nothing
+UFL_KEYS = (OPTIM_KEYS - {"backbone_lr_scale"}) | {"feature_cache"}
 
 
 @dataclass
