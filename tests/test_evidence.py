@@ -372,6 +372,7 @@ def test_the_report_setup_names_flip_averaging_and_last_epoch_checkpoints(tmp_pa
     (lambda p: p["st_pascal"].update(momentun=0.5), "unknown key(s) ['momentun'] in st_pascal"),
     (lambda p: p["mtl"].update(backbone_lr_scale=0), "mtl.backbone_lr_scale must be a number > 0, got 0"),
     (lambda p: p["ufl"].update(backbone_lr_scale=2.0), "unknown key(s) ['backbone_lr_scale'] in ufl"),
+    (lambda p: p["ufl"].update(warmup_epochs=-1), "ufl.warmup_epochs must be a number >= 0, got -1"),
 ])
 def test_profile_mistakes_are_named_before_any_work(tmp_path: Path, edit: Any, message: str) -> None:
     """Each was a TypeError / KeyError traceback (some after pretraining and data generation), a mangled size,

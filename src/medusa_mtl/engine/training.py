@@ -184,6 +184,10 @@ class MultiTaskModule(L.LightningModule):
         backbone_lr_scale: the backbone's learning rate is ``lr * backbone_lr_scale`` (every backbone of the
             network: a single-task network has one per task); heads and the rest train at ``lr``. 1 = one lr for
             all (SPEC §7); a smaller value keeps a pretrained backbone nearer its initialisation.
+        warmup_epochs: linear learning-rate warm-up over the first ``warmup_epochs`` epochs' optimizer steps (a
+            fraction of an epoch is fine): step ``i`` trains at ``(i + 1) / W`` times the poly rate, ``W`` the
+            warm-up's steps; the poly schedule is the same afterwards. 0 (the default, SPEC §7): none, and the
+            schedule steps once per epoch as before.
         edge_thresholds: thresholds of the edge metric (99 = SPEC; fewer for fast validation).
         metric_options: per-task metric settings, e.g. ``{"edge": {"max_dist_ratio": 0.011}}`` (the NYUD
             edge-detection literature's tolerance; default 0.0075, the MTI-Net protocol) or
@@ -217,6 +221,7 @@ class MultiTaskModule(L.LightningModule):
         momentum: float = 0.9,
         poly_power: float = 0.9,
         backbone_lr_scale: float = 1.0,
+        warmup_epochs: float = 0.0,
         edge_thresholds: int = 99,
         ufl: dict[str, Any] | list[dict[str, Any]] | None = None,
         metric_options: dict[str, dict[str, Any]] | None = None,
@@ -233,6 +238,9 @@ class MultiTaskModule(L.LightningModule):
         if (isinstance(backbone_lr_scale, bool) or not isinstance(backbone_lr_scale, int | float)
                 or not math.isfinite(backbone_lr_scale) or backbone_lr_scale <= 0):
             raise ConfigError(f"--model.backbone_lr_scale must be a finite number > 0, got {backbone_lr_scale!r}")
+        if (isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int | float)
+                or not math.isfinite(warmup_epochs) or warmup_epochs < 0):
+            raise ConfigError(f"--model.warmup_epochs must be a finite number >= 0, got {warmup_epochs!r}")
         if not isinstance(test_flip, bool):  # "no" would be truthy
             raise ConfigError(f"--model.test_flip must be true or false, got {test_flip!r}")
         tasks_l = _as_list(tasks)
@@ -252,7 +260,7 @@ class MultiTaskModule(L.LightningModule):
                                   else pretrained_file),  # a pathlib.Path: as a string (weights_only loads)
                  optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, momentum=momentum, poly_power=poly_power,
-                 backbone_lr_scale=float(backbone_lr_scale),
+                 backbone_lr_scale=float(backbone_lr_scale), warmup_epochs=float(warmup_epochs),
                  edge_thresholds=edge_thresholds, ufl=ufl_steps(ufl) or None,
                  metric_options={t: dict(o) for t, o in (metric_options or {}).items()},
                  test_flip=test_flip, dataset_specs=specs or None)
@@ -481,8 +489,18 @@ class MultiTaskModule(L.LightningModule):
         def poly(epoch: int) -> float:
             return max(1.0 - epoch / max_epochs, 0.0) ** power
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, poly)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        warmup = float(self.hparams.get("warmup_epochs", 0.0))  # checkpoints from before the option: none
+        per_epoch = steps_per_epoch(self._trainer) if (warmup > 0 and self._trainer is not None) else None
+        if per_epoch is None:  # no warm-up (or no trainer to count steps): the poly factor changes once per epoch
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, poly)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        warm_steps = max(round(warmup * per_epoch), 1)
+
+        def warm_poly(step: int) -> float:  # the same per-epoch poly factor, times the warm-up ramp
+            return min((step + 1) / warm_steps, 1.0) * poly(step // per_epoch)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warm_poly)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def param_groups(self, params: list[nn.Parameter]) -> list[dict[str, Any]]:
         """``params`` as optimiser groups: one group (the ``lr``), or with ``backbone_lr_scale`` != 1 the backbones'
@@ -513,6 +531,16 @@ def schedule_epochs(trainer: L.Trainer) -> int:
             raise ConfigError("the poly learning-rate schedule needs the run's length: set --trainer.max_epochs or "
                               "--trainer.max_steps (--trainer.max_time alone does not say how many epochs will run)")
         return max(int(max_epochs), 1)
+    per_epoch = steps_per_epoch(trainer)
+    if per_epoch is None:  # an iterable dataset of unknown length
+        return max(int(max_epochs), 1)
+    total = max_steps if max_epochs < 0 else min(max_steps, per_epoch * max_epochs)
+    return max(math.ceil(total / per_epoch), 1)
+
+
+def steps_per_epoch(trainer: L.Trainer) -> int | None:
+    """Optimizer steps per training epoch (batches over gradient accumulation); ``None`` for a dataset of unknown
+    length. Loads the training data to count the batches when the fit has not yet done so."""
     if trainer.train_dataloader is None:
         loop = trainer.fit_loop
         loop.setup_data()  # the batches per epoch (Lightning's own estimate loads them the same way)
@@ -525,11 +553,9 @@ def schedule_epochs(trainer: L.Trainer) -> int:
         loop._combined_loader = None
     else:
         batches = trainer.num_training_batches
-    if not math.isfinite(batches) or batches < 1:  # an iterable dataset of unknown length
-        return max(int(max_epochs), 1)
-    per_epoch = math.ceil(batches / max(int(trainer.accumulate_grad_batches), 1))
-    total = max_steps if max_epochs < 0 else min(max_steps, per_epoch * max_epochs)
-    return max(math.ceil(total / per_epoch), 1)
+    if not math.isfinite(batches) or batches < 1:
+        return None
+    return math.ceil(batches / max(int(trainer.accumulate_grad_batches), 1))
 
 
 class MultiTaskDataModule(L.LightningDataModule):

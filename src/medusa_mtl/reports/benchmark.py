@@ -56,7 +56,8 @@ VALIDATE = ("every_epoch", "last_epoch")  # a profile's `validate`: when the hel
 DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_root, ensure_dataset, MultiTaskDataModule
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
 # epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
-OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power", "backbone_lr_scale"}
+OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power", "backbone_lr_scale",
+              "warmup_epochs"}
 # ufl only: cache the frozen backbone's features per input image (models/feature_cache.py; same results, less time);
 # no backbone_lr_scale there: the backbone is frozen, so the key would be read by nothing
 UFL_KEYS = (OPTIM_KEYS - {"backbone_lr_scale"}) | {"feature_cache"}
@@ -190,6 +191,8 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         number(f"{group}.weight_decay", cfg.get("weight_decay", 0.0), low_open=False)
         if "backbone_lr_scale" in cfg:
             number(f"{group}.backbone_lr_scale", cfg["backbone_lr_scale"])
+        if "warmup_epochs" in cfg:
+            number(f"{group}.warmup_epochs", cfg["warmup_epochs"], low_open=False)
     known = {run.base for run in plan_runs(None, {"seed": 0})}  # every row of the benchmark
     for key in ("one_seed", "skip", "scratch_check"):
         unknown = sorted(set(profile.get(key) or []) - known)
@@ -259,6 +262,14 @@ def _backbone_lr_text(optim: dict[str, Any]) -> str:
         return ""
     return (f" (backbones at {scale:g}x that lr: {optim['lr'] * scale:g}; the profile's backbone_lr_scale, "
             "instead of SPEC's one lr)")
+
+
+def _warmup_text(optim: dict[str, Any]) -> str:
+    """`` (linear warm-up over ...)`` when a group warms its learning rate up (else nothing)."""
+    epochs = optim.get("warmup_epochs", 0)
+    if not epochs:
+        return ""
+    return f" (linear warm-up over the first {epochs:g} epoch{'' if epochs == 1 else 's'}, not in SPEC)"
 
 
 def _rotation_text(degrees: float) -> str:
@@ -372,6 +383,9 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     L.seed_everything(run.seed, workers=True)
     test_flip = bool(profile.get("test_flip", False))
     if source is not None:
+        # the profile's ufl section, not the source's NYUD settings, decides the heads' warm-up (the other keys it
+        # may leave out are SPEC's defaults in both)
+        optim.setdefault("warmup_epochs", 0.0)
         module = ufl_module_from_checkpoint(source["best_ckpt"], run.tasks, run.dataset, test_flip=test_flip,
                                             **optim)
     else:
@@ -837,11 +851,12 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
                   "(the profile's, instead of SPEC's protocol). " for name in ("nyud", "pascal")
                   if d[name].get("rotation") is not None)
         + f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}"
-        f"{_backbone_lr_text(profile['mtl'])}; "
+        f"{_backbone_lr_text(profile['mtl'])}{_warmup_text(profile['mtl'])}; "
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
-        f"lr {profile['st_pascal']['lr']}{_backbone_lr_text(profile['st_pascal'])}; "
+        f"lr {profile['st_pascal']['lr']}{_backbone_lr_text(profile['st_pascal'])}"
+        f"{_warmup_text(profile['st_pascal'])}; "
         f"UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
-        f"lr {profile['ufl']['lr']}. Batch {profile['loader']['batch_size']}. "
+        f"lr {profile['ufl']['lr']}{_warmup_text(profile['ufl'])}. Batch {profile['loader']['batch_size']}. "
         + ("Each run's checkpoint is its last epoch's: the held-out " if last_only
            else "Checkpoints are selected on a held-out ")
         + f"{int(profile['loader']['val_fraction'] * 100)}% of train"
