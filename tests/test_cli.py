@@ -72,6 +72,7 @@ def test_an_output_path_blocked_by_a_file_or_folder_is_a_usage_error(tmp_path, a
     (["data", "show", "--num", "0"], "argument --num: must be at least 1, got 0"),
     (["pretrain", "--lr", "nan", "--size", "50x50"], "argument --lr: expected a number, got 'nan'"),
     (["ufl", "--epochs", "two"], "argument --epochs: expected an integer, got 'two'"),
+    (["ufl", "--warmup-epochs", "-1"], "argument --warmup-epochs: must be a number of 0 or more, got -1"),
     (["benchmark", "--jobs", "0", "--profile", "no-such-profile.yaml"], "argument --jobs: must be at least 1, got 0"),
     (["data", "download", "--retry-wait", "-1"], "argument --retry-wait: must be a number of 0 or more, got -1"),
 ])

@@ -96,6 +96,23 @@ def test_ufl_heads_take_the_warmup_they_are_given_not_the_sources(nyud: Path, tm
     assert own.hparams.warmup_epochs == 0.0  # ... unless told otherwise, as the benchmark always does
 
 
+def test_medusa_ufl_takes_a_warmup_option(nyud: Path, tmp_path: Path) -> None:
+    from medusa_mtl.cli import main as cli_main
+    from medusa_mtl.engine.checkpoints import load_checkpoint
+
+    _fit(nyud, tmp_path, 1, 1)
+    pascal = tmp_path / "PASCAL_MT"
+    generate("pascal", pascal, num_train=4, num_val=2, size=(32, 32), seed=0, workers=1)
+    config = tmp_path / "ufl.yaml"
+    config.write_text("data: {num_workers: 0, val_fraction: 0.25}\n"
+                      "trainer: {enable_progress_bar: false, enable_model_summary: false}\n")
+    out = tmp_path / "ufl"
+    assert cli_main(["ufl", "--source-ckpt", str(tmp_path / "checkpoints" / "last.ckpt"), "--tasks", "sal",
+                     "--root", str(pascal), "--config", str(config), "--size", "32x32", "--epochs", "1",
+                     "--batch-size", "2", "--warmup-epochs", "0.5", "--out", str(out)]) == 0
+    assert load_checkpoint(out / "checkpoints" / "last.ckpt")["hyper_parameters"]["warmup_epochs"] == 0.5
+
+
 def test_the_report_setup_names_a_warmup() -> None:
     from medusa_mtl.reports.benchmark import _warmup_text
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..data.sizes import parse_network_size
 from ..models.ufl import UFLModel
-from ..options import output_dir, positive_float, positive_int
+from ..options import nonnegative_float, output_dir, positive_float, positive_int
 from ..tasks import parse_tasks
 
 __all__ = ["UFLModel", "ufl_module_from_checkpoint", "load_ufl_config", "add_ufl_arguments", "run_ufl"]
@@ -136,6 +136,9 @@ def add_ufl_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: config or 60)")
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: source's)")
+    parser.add_argument("--warmup-epochs", type=nonnegative_float, default=None,
+                        help="linear lr warm-up over the first epochs' steps, then the poly schedule (default: "
+                             "source's; 0 = none)")
     parser.add_argument("--single-task", default=None,
                         help="JSON of single-task results {task: {metric: value}} for delta-m")
     parser.add_argument("--out", default="runs/ufl", type=output_dir, help="output folder (checkpoints, logs, metrics)")
@@ -263,7 +266,8 @@ def run_ufl(args: argparse.Namespace) -> int:
     if args.tasks is not None:
         data_cfg.pop("tasks", None)  # the data module loads the model's (new) tasks
     L.seed_everything(args.seed, workers=True)
-    overrides = {"lr": args.lr} if args.lr is not None else {}
+    overrides = {k: v for k, v in (("lr", args.lr), ("warmup_epochs", getattr(args, "warmup_epochs", None)))
+                 if v is not None}
     source = load_checkpoint(args.source_ckpt)  # read once: the module and the size note
     module = ufl_module_from_checkpoint(args.source_ckpt, tasks, dataset, checkpoint=source, **overrides)
     if args.resume:
