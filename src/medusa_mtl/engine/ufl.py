@@ -266,8 +266,7 @@ def run_ufl(args: argparse.Namespace) -> int:
     if args.tasks is not None:
         data_cfg.pop("tasks", None)  # the data module loads the model's (new) tasks
     L.seed_everything(args.seed, workers=True)
-    overrides = {k: v for k, v in (("lr", args.lr), ("warmup_epochs", getattr(args, "warmup_epochs", None)))
-                 if v is not None}
+    overrides = {k: v for k, v in (("lr", args.lr), ("warmup_epochs", args.warmup_epochs)) if v is not None}
     source = load_checkpoint(args.source_ckpt)  # read once: the module and the size note
     module = ufl_module_from_checkpoint(args.source_ckpt, tasks, dataset, checkpoint=source, **overrides)
     if args.resume:

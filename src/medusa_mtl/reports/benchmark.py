@@ -272,6 +272,11 @@ def _warmup_text(optim: dict[str, Any]) -> str:
     return f" (linear warm-up over the first {epochs:g} epoch{'' if epochs == 1 else 's'}, not in SPEC)"
 
 
+def _schedule_notes(optim: dict[str, Any]) -> str:
+    """What a training group's optimiser does beyond SPEC's one lr and poly schedule (nothing when it does not)."""
+    return _backbone_lr_text(optim) + _warmup_text(optim)
+
+
 def _rotation_text(degrees: float) -> str:
     return "none" if degrees == 0 else f"up to ±{degrees:g}°"
 
@@ -851,12 +856,11 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
                   "(the profile's, instead of SPEC's protocol). " for name in ("nyud", "pascal")
                   if d[name].get("rotation") is not None)
         + f"MTL: {profile['mtl']['epochs']} epochs, {profile['mtl']['optimizer']} lr {profile['mtl']['lr']}"
-        f"{_backbone_lr_text(profile['mtl'])}{_warmup_text(profile['mtl'])}; "
+        f"{_schedule_notes(profile['mtl'])}; "
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
-        f"lr {profile['st_pascal']['lr']}{_backbone_lr_text(profile['st_pascal'])}"
-        f"{_warmup_text(profile['st_pascal'])}; "
+        f"lr {profile['st_pascal']['lr']}{_schedule_notes(profile['st_pascal'])}; "
         f"UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
-        f"lr {profile['ufl']['lr']}{_warmup_text(profile['ufl'])}. Batch {profile['loader']['batch_size']}. "
+        f"lr {profile['ufl']['lr']}{_schedule_notes(profile['ufl'])}. Batch {profile['loader']['batch_size']}. "
         + ("Each run's checkpoint is its last epoch's: the held-out " if last_only
            else "Checkpoints are selected on a held-out ")
         + f"{int(profile['loader']['val_fraction'] * 100)}% of train"
