@@ -540,6 +540,76 @@ def test_channels_last_equal_outputs(name: str) -> None:
     assert_outputs_close(train(prepare_input(x, True)), model.train()(x), rtol=1e-4)
 
 
+def _labels(tasks: Sequence[str], dataset: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random labels of the right kind for each task (as the data module collates them)."""
+    from medusa_mtl.tasks import get_task
+
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, torch.Tensor] = {}
+    for t in tasks:
+        task = get_task(t)
+        c = task.channels(dataset)
+        out[t] = {"segmentation": lambda c=c: torch.randint(0, c, (B, SIZE, SIZE), generator=g),
+                  "binary": lambda: (torch.rand(B, 1, SIZE, SIZE, generator=g) > 0.5).float(),
+                  "edge": lambda: (torch.rand(B, 1, SIZE, SIZE, generator=g) > 0.9).float(),
+                  "depth": lambda: torch.rand(B, 1, SIZE, SIZE, generator=g) + 0.5,
+                  "normals": lambda: F.normalize(torch.randn(B, 3, SIZE, SIZE, generator=g), dim=1),
+                  }[task.label_kind]()
+    return out
+
+
+@pytest.mark.parametrize("arch", ["medusa", "mtinet"])
+def test_training_module_channels_last_same_step(arch: str) -> None:
+    """``MultiTaskModule(channels_last=True)``: NHWC parameters, the same training loss and gradients as the
+    default layout up to float rounding, interchangeable state dicts, and the option kept in the hyper-parameters
+    (a checkpoint rebuilds the module in the layout it trained in)."""
+    from medusa_mtl.engine.training import MultiTaskModule
+
+    kw = dict(arch=arch, tasks="semseg,depth", aux_tasks="semseg,depth,normals,edge", dataset="nyud")
+    torch.manual_seed(0)
+    ref = MultiTaskModule(**kw)
+    fast = MultiTaskModule(**kw, channels_last=True)
+    fast.load_state_dict(ref.state_dict())  # strict: same keys
+    assert fast.net.backbone.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not ref.net.backbone.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert MultiTaskModule(**fast.hparams).channels_last and not MultiTaskModule(**ref.hparams).channels_last
+    exact = copy.deepcopy(ref).double()
+    batch = {"image": image(), **_labels(["semseg", "depth", "normals", "edge"], "nyud")}
+    losses = []
+    for module in (ref, fast, exact):
+        module.train()
+        b = {k: v.double() if module is exact and v.is_floating_point() else v for k, v in batch.items()}
+        loss, _ = module.compute_loss(module(b["image"]), b)
+        loss.backward()
+        losses.append(float(loss))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    # fp32 rounding through this deep random network moves some gradients by several % in either layout (the
+    # default one included, against fp64): so each layout is held to fp64, and NHWC must be as accurate as NCHW
+    grads = [{n: p.grad.double() for n, p in m.named_parameters() if p.grad is not None} for m in (ref, fast, exact)]
+    overall = max(float(g.abs().max()) for g in grads[2].values())
+    errors = []
+    for n, g64 in grads[2].items():
+        scale = max(float(g64.abs().max()), 1e-3 * overall)  # (biases before a BatchNorm: zero in exact arithmetic)
+        errors.append([float((g[n] - g64).abs().max()) / scale for g in grads[:2]])
+    err_ref, err_fast = torch.tensor(errors).T
+    assert float(err_fast.max()) <= max(2 * float(err_ref.max()), 1e-3), (float(err_fast.max()), float(err_ref.max()))
+    assert float(err_fast.mean()) <= max(2 * float(err_ref.mean()), 1e-4), (float(err_fast.mean()),
+                                                                             float(err_ref.mean()))
+    for a, b in zip(fast.state_dict().values(), ref.state_dict().values(), strict=True):  # BN statistics too
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        assert_outputs_close(dict(fast.eval().eval_outputs(batch["image"])),
+                             dict(ref.eval().eval_outputs(batch["image"])), rtol=1e-4)
+
+
+def test_training_module_channels_last_is_checked() -> None:
+    from medusa_mtl.engine.training import MultiTaskModule
+    from medusa_mtl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="channels_last must be true or false"):
+        MultiTaskModule(arch="mt_baseline", tasks="semseg", dataset="nyud", channels_last="yes")  # type: ignore[arg-type]
+
+
 def test_bf16_autocast_is_close() -> None:
     """bf16 autocast (8-bit mantissa) through a random deep network is only roughly equal to fp32 (relative L2
     errors up to ~0.2 on the small depth logits, the literal computation included); what must hold is that

@@ -49,6 +49,7 @@ from ..metrics import StreamingMetric
 from ..models import create_model, list_models, resolve_tasks
 from ..models.backbone import Backbone
 from ..models.base import DEEP_SUPERVISION
+from ..models.optimize import prepare_input, to_channels_last
 from ..models.ufl import UFLModel
 from ..tasks import get_task, parse_tasks
 from .reproducibility import (
@@ -198,6 +199,10 @@ class MultiTaskModule(L.LightningModule):
             mirror image, mirrored back (:mod:`medusa_mtl.engine.tta`; not SPEC's evaluation, which scores one
             output; twice the evaluation cost). Training is unchanged, but checkpoint selection sees the averaged
             scores.
+        channels_last: keep the network's parameters and feed its inputs in the NHWC memory format
+            (:func:`medusa_mtl.models.optimize.to_channels_last`): the same computation, faster on the CPU
+            (oneDNN's kernels for HRNet's thin convolutions; ``benchmarks/throughput.py --channels-last``), equal
+            up to float rounding. State-dict keys and values are unchanged, so checkpoints load either way.
         dataset_specs: declarations of the datasets of ``dataset.yaml`` files the model uses (filled in
             automatically when ``dataset`` or a UFL step's dataset is such a file, and stored in checkpoints, so
             a checkpoint rebuilds its declared tasks without the dataset folder).
@@ -227,6 +232,7 @@ class MultiTaskModule(L.LightningModule):
         metric_options: dict[str, dict[str, Any]] | None = None,
         test_flip: bool = False,
         dataset_specs: list[dict[str, Any]] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "sgd"):
@@ -243,6 +249,8 @@ class MultiTaskModule(L.LightningModule):
             raise ConfigError(f"--model.warmup_epochs must be a finite number >= 0, got {warmup_epochs!r}")
         if not isinstance(test_flip, bool):  # "no" would be truthy
             raise ConfigError(f"--model.test_flip must be true or false, got {test_flip!r}")
+        if not isinstance(channels_last, bool):
+            raise ConfigError(f"--model.channels_last must be true or false, got {channels_last!r}")
         tasks_l = _as_list(tasks)
         aux_l = _as_list(aux_tasks)
         with _option("--model.dataset"):
@@ -263,9 +271,12 @@ class MultiTaskModule(L.LightningModule):
                  backbone_lr_scale=float(backbone_lr_scale), warmup_epochs=float(warmup_epochs),
                  edge_thresholds=edge_thresholds, ufl=ufl_steps(ufl) or None,
                  metric_options={t: dict(o) for t, o in (metric_options or {}).items()},
-                 test_flip=test_flip, dataset_specs=specs or None)
+                 test_flip=test_flip, dataset_specs=specs or None, channels_last=channels_last)
         )
         self.net = build_network(arch, tasks_l, aux_l, dataset, backbone, model_kwargs, pretrained_file, ufl)
+        self.channels_last = channels_last
+        if channels_last:
+            to_channels_last(self.net)
         if ufl:
             last = ufl_steps(ufl)[-1]
             self.eval_dataset = str(last["dataset"])
@@ -299,11 +310,12 @@ class MultiTaskModule(L.LightningModule):
 
     # -- forward -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
-        return self.net(x)
+        return self.net(prepare_input(x, self.channels_last))
 
     def eval_outputs(self, x: torch.Tensor) -> Mapping[str, torch.Tensor]:
         """The raw outputs that are scored and predicted: the network's, or with ``test_flip`` the flip-averaged
         outputs of the main tasks."""
+        x = prepare_input(x, self.channels_last)
         if self.hparams.get("test_flip"):  # (checkpoints written before the option have no entry: off)
             return flip_averaged(self.net, x, self.main_tasks)
         return self.net(x)
@@ -338,7 +350,7 @@ class MultiTaskModule(L.LightningModule):
         return total, logs
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        outputs = self.net(batch["image"])
+        outputs = self.net(prepare_input(batch["image"], self.channels_last))
         loss, logs = self.compute_loss(outputs, batch)
         if not torch.isfinite(loss):
             bad = {k: float(v) for k, v in logs.items() if not torch.isfinite(v)}

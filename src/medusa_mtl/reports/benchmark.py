@@ -51,7 +51,7 @@ METHODS: list[tuple[str, str, str, bool]] = [
 # Every key a profile may set, and where it is read (a key outside these sets is refused: nothing would read it).
 PROFILE_KEYS = {"profile", "seed", "seeds", "data", "loader", "pretrain", "pretrain_prefer", "mtl", "st_pascal", "ufl",
                 "predict_images", "one_seed", "skip", "scratch_check", "hrnet_form", "bn_momentum",
-                "test_flip", "validate"}
+                "test_flip", "validate", "channels_last"}
 VALIDATE = ("every_epoch", "last_epoch")  # a profile's `validate`: when the held-out split is scored
 DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_root, ensure_dataset, MultiTaskDataModule
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
@@ -166,8 +166,9 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         if "rotation" in spec and (isinstance(spec["rotation"], bool) or not isinstance(spec["rotation"], int | float)
                                    or not 0 <= spec["rotation"] <= 180):
             fail(f"data.{dataset}.rotation", "a number of degrees in [0, 180]", spec["rotation"])
-    if "test_flip" in profile and not isinstance(profile["test_flip"], bool):
-        fail("test_flip", "true or false", profile["test_flip"])
+    for key in ("test_flip", "channels_last"):
+        if key in profile and not isinstance(profile[key], bool):
+            fail(key, "true or false", profile[key])
     if "validate" in profile and profile["validate"] not in VALIDATE:
         fail("validate", " or ".join(VALIDATE), profile["validate"])
     loader = section("loader", profile["loader"])
@@ -210,10 +211,11 @@ def plan_runs(methods: list[str] | None = None, profile: dict[str, Any] | None =
     fine-tuning (not in pretraining); ``test_flip: true`` scores every run (held-out selection and test) on the
     mean of the outputs for each image and its mirror image (:mod:`medusa_mtl.engine.tta`); ``validate:
     last_epoch`` scores the held-out split after the last epoch only (``every_epoch``, the default: after each,
-    and the lowest held-out loss is selected). A dataset's ``data`` entry may set ``scales``, the random scales
-    of its train augmentation, and ``rotation``, its largest random rotation in degrees (each instead of SPEC
-    §6's protocol; see ``MultiTaskDataModule``); ``loader: {cache: true}`` keeps decoded samples in memory (same
-    results, faster epochs).
+    and the lowest held-out loss is selected); ``channels_last: true`` trains and scores every network in the NHWC
+    memory format (``MultiTaskModule(channels_last=...)``: faster on the CPU, equal up to float rounding). A
+    dataset's ``data`` entry may set ``scales``, the random scales of its train augmentation, and ``rotation``, its
+    largest random rotation in degrees (each instead of SPEC §6's protocol; see ``MultiTaskDataModule``);
+    ``loader: {cache: true}`` keeps decoded samples in memory (same results, faster epochs).
     """
     profile = profile or {}
     seeds = list(profile.get("seeds") or [profile.get("seed", 0)])
@@ -337,6 +339,8 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None,
         relevant["test_flip"] = True
     if profile.get("validate", "every_epoch") != "every_epoch":  # (likewise)
         relevant["validate"] = profile["validate"]
+    if profile.get("channels_last"):  # (likewise; other float rounding, so not the same run)
+        relevant["channels_last"] = True
     if source_fingerprint is not None:
         relevant["source"] = source_fingerprint
     if device is not None and device != "cpu":
@@ -387,17 +391,18 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     cache = None
     L.seed_everything(run.seed, workers=True)
     test_flip = bool(profile.get("test_flip", False))
+    layout = {"channels_last": True} if profile.get("channels_last") else {}
     if source is not None:
         # the profile's ufl section, not the source's NYUD settings, decides the heads' warm-up (the other keys it
         # may leave out are SPEC's defaults in both)
         optim.setdefault("warmup_epochs", 0.0)
         module = ufl_module_from_checkpoint(source["best_ckpt"], run.tasks, run.dataset, test_flip=test_flip,
-                                            **optim)
+                                            **layout, **optim)
     else:
         model_kwargs = {k: profile[k] for k in ("hrnet_form", "bn_momentum") if profile.get(k) is not None} or None
         module = MultiTaskModule(arch=run.model, tasks=run.tasks, aux_tasks=run.aux_tasks, dataset=run.dataset,
                                  pretrained_file=init_file, model_kwargs=model_kwargs, test_flip=test_flip,
-                                 **optim)
+                                 **layout, **optim)
     spec = profile["data"][run.dataset]
     loader = profile["loader"]
     data = MultiTaskDataModule(
