@@ -350,6 +350,20 @@ def test_the_report_setup_names_flip_averaging_and_last_epoch_checkpoints(tmp_pa
     assert "mean of its outputs for each image and for its mirror image" in flip
 
 
+def test_the_report_setup_names_the_nhwc_layout(tmp_path: Path) -> None:
+    """A profile's channels_last changes float rounding (not the computation): the report's setup says so."""
+    from medusa_mtl.reports.benchmark import rerender_report
+
+    docs = Path(__file__).parents[1] / "docs"
+    saved = json.loads((docs / "results" / "standard.json").read_text())
+    wording = "trains and is scored in the NHWC memory format (the profile's channels_last"
+    assert (wording in (docs / "RESULTS.md").read_text()) == bool(saved["profile_settings"].get("channels_last"))
+    for on in (True, False):
+        saved["profile_settings"]["channels_last"] = on
+        (tmp_path / "results.json").write_text(json.dumps(saved))
+        assert (wording in rerender_report(tmp_path).read_text()) == on
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda p: "", "expected a mapping of settings"),  # an empty file
     (lambda p: p["data"].pop("pascal"), "data.pascal must be a mapping, got None"),
@@ -368,6 +382,7 @@ def test_the_report_setup_names_flip_averaging_and_last_epoch_checkpoints(tmp_pa
     (lambda p: p["data"]["pascal"].update(rotation="none"), "data.pascal.rotation must be a number of degrees"),
     (lambda p: p["loader"].update(chache=True), "unknown key(s) ['chache'] in loader"),
     (lambda p: p.update(test_flip="yes"), "test_flip must be true or false, got 'yes'"),
+    (lambda p: p.update(channels_last=1), "channels_last must be true or false, got 1"),
     (lambda p: p.update(validate="last"), "validate must be every_epoch or last_epoch, got 'last'"),
     (lambda p: p["st_pascal"].update(momentun=0.5), "unknown key(s) ['momentun'] in st_pascal"),
     (lambda p: p["mtl"].update(backbone_lr_scale=0), "mtl.backbone_lr_scale must be a number > 0, got 0"),

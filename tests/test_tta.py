@@ -159,3 +159,37 @@ def test_a_profile_test_flip_reaches_every_run_and_its_fingerprint(tmp_path: Pat
     without = {k: v for k, v in profile.items() if k != "test_flip"}
     assert _fingerprint(run, profile, None) != _fingerprint(run, without, None)
     assert _fingerprint(run, {**without, "test_flip": False}, None) == _fingerprint(run, without, None)
+
+
+def test_a_profile_channels_last_reaches_every_run_and_its_fingerprint(tmp_path: Path) -> None:
+    """``channels_last: true`` in a profile trains its runs in the NHWC layout -- a NYUD run and a UFL run on its
+    frozen backbone (the UFL module is built from the source checkpoint, a separate path) -- their checkpoints
+    rebuild in that layout, and the setting is in the fingerprint (a profile without it keeps its old one)."""
+    from medusa_mtl.reports.benchmark import Run, _fingerprint, dataset_root, ensure_dataset, execute_run
+
+    nyud = {"num_train": 6, "num_val": 2, "size": [64, 64], "scales": [1.0]}
+    pascal = {"num_train": 6, "num_val": 2, "size": [64, 64], "scales": [1.0], "rotation": 0}
+    roots = {}
+    for name, spec in (("nyud", nyud), ("pascal", pascal)):
+        roots[name] = dataset_root(tmp_path / "data", name, spec, 0)
+        ensure_dataset(roots[name], name, spec, 0, lambda m: None)
+    optim = {"epochs": 1, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}
+    profile = {"seed": 0, "data": {"nyud": nyud, "pascal": pascal}, "hrnet_form": "timm", "channels_last": True,
+               "loader": {"batch_size": 3, "num_workers": 0, "val_fraction": 0.34},
+               "mtl": optim, "ufl": {**optim, "feature_cache": True}}
+    mtl = Run("nyud/mt_baseline/s0", "mtl", "mt_baseline", "MT baseline", "HRHead", "nyud", ["semseg", "depth"],
+              base="nyud/mt_baseline")
+    ufl = Run("ufl/mt_baseline/s0", "ufl", "mt_baseline", "MT baseline", "HRHead", "pascal", ["sal"],
+              source=mtl.key, base="ufl/mt_baseline")
+    results: dict = {}
+    for run in (mtl, ufl):
+        results[run.key] = execute_run(run, profile, roots, tmp_path / "out", results, lambda m: None,
+                                       progress=False)
+        best = load_module(results[run.key]["best_ckpt"])
+        assert best.hparams.channels_last is True and best.channels_last
+        conv = next(p for p in best.net.parameters() if p.dim() == 4 and p.shape[1] > 1)
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert results[ufl.key]["test"]["sal"]["mIoU"] >= 0
+    without = {k: v for k, v in profile.items() if k != "channels_last"}
+    assert _fingerprint(mtl, profile, None) != _fingerprint(mtl, without, None)
+    assert _fingerprint(mtl, {**without, "channels_last": False}, None) == _fingerprint(mtl, without, None)

@@ -875,6 +875,8 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         + ("Every run is scored (held-out split and test) on the mean of its outputs for each image and for "
            "its mirror image, mirrored back (the profile's test_flip, instead of SPEC's single output; the trivial "
            "predictor is unchanged by it). " if profile.get("test_flip") else "")
+        + ("Every network trains and is scored in the NHWC memory format (the profile's channels_last: faster "
+           "on the CPU, the same computation up to float rounding). " if profile.get("channels_last") else "")
         + "Rows show mean ± sample standard deviation (n − 1) over training seeds (same data, different "
         "initialisation of the "
         "heads, data order and augmentation); ¹ marks rows run with one seed only. Δm of every run is "
