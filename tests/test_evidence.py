@@ -272,6 +272,29 @@ def test_benchmark_run_resumes_only_checkpoints_of_its_own_settings(tmp_path: Pa
     assert resumed["train_time_s"] >= kept > 0, (resumed["train_time_s"], kept)
 
 
+def test_a_groups_batch_size_trains_its_runs_with_that_batch(tmp_path: Path) -> None:
+    """``mtl.batch_size`` overrides ``loader.batch_size`` for that group's runs only (optimizer steps follow it, the
+    record names it), and it is in their fingerprints; the groups without one keep the loader's batch."""
+    from medusa_mtl.engine.checkpoints import load_checkpoint
+    from medusa_mtl.reports.benchmark import Run, _fingerprint, dataset_root, ensure_dataset, execute_run
+
+    spec = {"num_train": 8, "num_val": 2, "size": [64, 64], "scales": [1.0]}
+    root = dataset_root(tmp_path / "data", "nyud", spec, 0)
+    ensure_dataset(root, "nyud", spec, 0, lambda m: None)
+    optim = {"epochs": 1, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4}
+    profile = {"seed": 0, "data": {"nyud": spec}, "hrnet_form": "timm",
+               "loader": {"batch_size": 2, "num_workers": 0, "val_fraction": 0.25},  # 6 train images
+               "mtl": {**optim, "batch_size": 3}}
+    run = Run("nyud/mt_baseline/s0", "mtl", "mt_baseline", "MT baseline", "HRHead", "nyud", ["semseg", "depth"],
+              base="nyud/mt_baseline")
+    record = execute_run(run, profile, {"nyud": root}, tmp_path / "out", {}, lambda m: None, progress=False)
+    assert record["batch_size"] == 3 and "batch_size" not in record["optim"]
+    assert load_checkpoint(Path(record["best_ckpt"]))["global_step"] == 2  # 6 images in batches of 3, not 2
+    plain = {**profile, "mtl": optim}
+    assert _fingerprint(run, profile, None) != _fingerprint(run, plain, None)
+    assert _fingerprint(run, plain, None) != _fingerprint(run, {**plain, "mtl": {**optim, "batch_size": 4}}, None)
+
+
 def test_validating_the_last_epoch_only_trains_the_same_weights_and_resumes(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """``validate: last_epoch`` skips the held-out passes of the other epochs: the weights after the last epoch are
@@ -364,8 +387,29 @@ def test_the_report_setup_names_the_nhwc_layout(tmp_path: Path) -> None:
         assert (wording in rerender_report(tmp_path).read_text()) == on
 
 
+def test_the_report_setup_names_each_groups_training_batch(tmp_path: Path) -> None:
+    """One batch for every group reads "Batch N."; a group's own batch_size is named per group."""
+    from medusa_mtl.reports.benchmark import rerender_report
+
+    docs = Path(__file__).parents[1] / "docs"
+    saved = json.loads((docs / "results" / "standard.json").read_text())
+    settings = saved["profile_settings"]
+    for group in ("mtl", "st_pascal", "ufl"):
+        settings[group].pop("batch_size", None)
+    settings["loader"]["batch_size"] = 8
+    (tmp_path / "results.json").write_text(json.dumps(saved))
+    text = rerender_report(tmp_path).read_text()
+    assert " Batch 8. " in text and "Training batch" not in text
+    settings["mtl"]["batch_size"] = 16
+    settings["st_pascal"]["batch_size"] = 8  # the loader's, set explicitly: the same as leaving it out
+    (tmp_path / "results.json").write_text(json.dumps(saved))
+    text = rerender_report(tmp_path).read_text()
+    assert " Training batch MTL 16, PASCAL ST 8, UFL 8. " in text and " Batch 8. " not in text
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda p: "", "expected a mapping of settings"),  # an empty file
+    (lambda p: p["mtl"].update(batch_size=0), "mtl.batch_size must be an integer >= 1, got 0"),
     (lambda p: p["data"].pop("pascal"), "data.pascal must be a mapping, got None"),
     (lambda p: p["data"]["nyud"].update(num_train="eight"), "data.nyud.num_train must be an integer >= 1, got 'eight'"),
     (lambda p: p["data"]["nyud"].update(size="64x64"), "data.nyud.size must be [height, width], positive multiples"),
@@ -605,12 +649,18 @@ def test_plan_lists_the_runs_and_what_a_run_would_reuse(tmp_path: Path, capsys: 
     assert set(by_key) == set(runs)
     assert "reused" in by_key["nyud/medusa_ne/s0"] and "reused" in by_key["ufl/medusa/s0"]
     assert "resumes" in by_key["nyud/single_task/s0"] and "to train" in by_key["nyud/medusa/s0"]
-    assert "5 epochs x   18 steps =     90 steps" in by_key["nyud/medusa/s0"]  # 160 - 16 held out, batch 8
+    assert "5 epochs x   18 steps of  8 =     90 steps" in by_key["nyud/medusa/s0"]  # 160 - 16 held out, batch 8
     assert lines[-1].startswith(f"{len(runs)} runs: 2 reused, 1 resumed, {len(runs) - 3} to train")
     # other settings: nothing is reused (a UFL run's fingerprint follows its source's)
     profile["mtl"]["lr"] = 2.0e-3
     lines = benchmark.plan_lines(profile, methods, out, cache, jobs=1)
     assert lines[-1].startswith(f"{len(runs)} runs: 0 reused, 0 resumed, {len(runs)} to train")
+    # a group's own training batch: its runs' steps follow it, the other groups keep the loader's
+    profile["mtl"]["batch_size"] = 16
+    by_key = {line.split()[0]: line for line in benchmark.plan_lines(profile, methods, out, cache, jobs=1)
+              if line.startswith("  ")}
+    assert "5 epochs x    9 steps of 16 =     45 steps" in by_key["nyud/medusa/s0"]
+    assert " steps of  8 = " in by_key["ufl/medusa/s0"]
     # the command: nothing generated, nothing pretrained
     parser = argparse.ArgumentParser()
     benchmark.add_benchmark_arguments(parser)

@@ -55,9 +55,10 @@ PROFILE_KEYS = {"profile", "seed", "seeds", "data", "loader", "pretrain", "pretr
 VALIDATE = ("every_epoch", "last_epoch")  # a profile's `validate`: when the held-out split is scored
 DATA_KEYS = {"num_train", "num_val", "size", "scales", "rotation"}  # dataset_root, ensure_dataset, MultiTaskDataModule
 LOADER_KEYS = {"batch_size", "eval_batch_size", "num_workers", "val_fraction", "cache"}  # MultiTaskDataModule
-# epochs: the trainer; the rest: MultiTaskModule's optimiser arguments (execute_run passes them on)
+# epochs: the trainer; batch_size (optional): the group's training batch instead of loader.batch_size; the rest:
+# MultiTaskModule's optimiser arguments (execute_run passes them on)
 OPTIM_KEYS = {"epochs", "optimizer", "lr", "weight_decay", "momentum", "poly_power", "backbone_lr_scale",
-              "warmup_epochs"}
+              "warmup_epochs", "batch_size"}
 # ufl only: cache the frozen backbone's features per input image (models/feature_cache.py; same results, less time);
 # no backbone_lr_scale there: the backbone is frozen, so the key would be read by nothing
 UFL_KEYS = (OPTIM_KEYS - {"backbone_lr_scale"}) | {"feature_cache"}
@@ -186,6 +187,8 @@ def _check_profile_values(name: str, profile: dict[str, Any]) -> None:
         if not isinstance(cfg.get("feature_cache", False), bool):
             fail(f"{group}.feature_cache", "true or false", cfg["feature_cache"])
         count(f"{group}.epochs", cfg.get("epochs"))
+        if "batch_size" in cfg:
+            count(f"{group}.batch_size", cfg["batch_size"])
         if cfg.get("optimizer") not in ("adam", "sgd"):
             fail(f"{group}.optimizer", "'adam' or 'sgd'", cfg.get("optimizer"))
         number(f"{group}.lr", cfg.get("lr"))
@@ -277,6 +280,20 @@ def _warmup_text(optim: dict[str, Any]) -> str:
 def _schedule_notes(optim: dict[str, Any]) -> str:
     """What a training group's optimiser does beyond SPEC's one lr and poly schedule (nothing when it does not)."""
     return _backbone_lr_text(optim) + _warmup_text(optim)
+
+
+def train_batch_size(profile: dict[str, Any], group: str) -> int:
+    """The training batch of a group's runs (``mtl``, ``st_pascal``, ``ufl``): its own ``batch_size`` where the
+    profile sets one, else ``loader.batch_size``."""
+    return int(profile[group].get("batch_size", profile["loader"]["batch_size"]))
+
+
+def _batch_text(profile: dict[str, Any]) -> str:
+    sizes = {group: train_batch_size(profile, group) for group in ("mtl", "st_pascal", "ufl")}
+    if len(set(sizes.values())) == 1:
+        return f"Batch {sizes['mtl']}. "
+    names = {"mtl": "MTL", "st_pascal": "PASCAL ST", "ufl": "UFL"}
+    return "Training batch " + ", ".join(f"{names[g]} {b}" for g, b in sizes.items()) + ". "
 
 
 def _rotation_text(degrees: float) -> str:
@@ -387,6 +404,8 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
             return record
     optim = dict(profile[run.group])
     epochs = int(optim.pop("epochs"))
+    batch_size = train_batch_size(profile, run.group)
+    optim.pop("batch_size", None)
     feature_cache = bool(optim.pop("feature_cache", False))
     cache = None
     L.seed_everything(run.seed, workers=True)
@@ -407,7 +426,7 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     loader = profile["loader"]
     data = MultiTaskDataModule(
         dataset=run.dataset, root=str(roots[run.dataset]), size=tuple(spec["size"]),
-        batch_size=int(loader["batch_size"]), eval_batch_size=int(loader.get("eval_batch_size", 0)) or None,
+        batch_size=batch_size, eval_batch_size=int(loader.get("eval_batch_size", 0)) or None,
         num_workers=int(loader["num_workers"]), val_fraction=float(loader["val_fraction"]),
         seed=int(profile["seed"]), scales=spec.get("scales"), rotation=spec.get("rotation"),
         cache=bool(loader.get("cache", False)),
@@ -444,7 +463,8 @@ def execute_run(run: Run, profile: dict[str, Any], roots: dict[str, Path], out: 
     t1 = time.time()
     test_metrics = evaluate_module(best_module, data.test_dataloader())
     record = {
-        "key": run.key, "run": asdict(run), "fingerprint": fingerprint, "epochs": epochs, "optim": optim,
+        "key": run.key, "run": asdict(run), "fingerprint": fingerprint, "epochs": epochs, "batch_size": batch_size,
+        "optim": optim,
         "seed": run.seed, "pretrained_file": init_file, "torch_threads": threads, "device": str(device),
         "best_ckpt": str(best), "best_epoch": checkpoint_epoch(best),
         "params": sum(p.numel() for p in best_module.net.parameters()),
@@ -865,7 +885,7 @@ def write_report(out: Path, profile: dict[str, Any], tables: dict[str, Any], res
         f"PASCAL ST: {profile['st_pascal']['epochs']} epochs, {profile['st_pascal']['optimizer']} "
         f"lr {profile['st_pascal']['lr']}{_schedule_notes(profile['st_pascal'])}; "
         f"UFL: {profile['ufl']['epochs']} epochs, {profile['ufl']['optimizer']} "
-        f"lr {profile['ufl']['lr']}{_schedule_notes(profile['ufl'])}. Batch {profile['loader']['batch_size']}. "
+        f"lr {profile['ufl']['lr']}{_schedule_notes(profile['ufl'])}. " + _batch_text(profile)
         + ("Each run's checkpoint is its last epoch's: the held-out " if last_only
            else "Checkpoints are selected on a held-out ")
         + f"{int(profile['loader']['val_fraction'] * 100)}% of train"
@@ -1208,7 +1228,7 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
         fp = fingerprints[run.key]
         spec = profile["data"][run.dataset]
         n_train = spec["num_train"] - heldout_size(spec["num_train"], float(profile["loader"]["val_fraction"]))
-        batch = int(profile["loader"]["batch_size"])
+        batch = train_batch_size(profile, run.group)
         per_epoch = n_train // batch if n_train > batch else 1  # the train loader drops its last partial batch
         epochs = int(profile[run.group]["epochs"])
         run_dir = out / "runs" / run.key
@@ -1225,11 +1245,11 @@ def plan_lines(profile: dict[str, Any], methods: list[str] | None, out: Path, ca
             status = "to train"
             counts["new"] += 1
             steps_left += epochs * per_epoch
-        lines.append(f"  {run.key:<32} {run.group:<9} {epochs:>3} epochs x {per_epoch:>4} steps = "
+        lines.append(f"  {run.key:<32} {run.group:<9} {epochs:>3} epochs x {per_epoch:>4} steps of {batch:>2} = "
                      f"{epochs * per_epoch:>6} steps  {status}")
     lines.append(f"{sum(counts.values())} runs: {counts['reused']} reused, {counts['resumed']} resumed, "
                  f"{counts['new']} to train; at most {steps_left} optimizer steps "
-                 f"(batch {profile['loader']['batch_size']}) left to train")
+                 "left to train")
     earlier = recorded_invocations(out / "wall_clock.json", _ledger_key(profile, fingerprints))
     if earlier:
         lines.append(f"wall time so far: {sum(float(e.get('wall_time_s', 0)) for e in earlier):.0f} s over "
