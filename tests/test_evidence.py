@@ -293,6 +293,7 @@ def test_a_groups_batch_size_trains_its_runs_with_that_batch(tmp_path: Path) -> 
     plain = {**profile, "mtl": optim}
     assert _fingerprint(run, profile, None) != _fingerprint(run, plain, None)
     assert _fingerprint(run, plain, None) != _fingerprint(run, {**plain, "mtl": {**optim, "batch_size": 4}}, None)
+    assert _fingerprint(run, plain, None) == _fingerprint(run, {**plain, "mtl": {**optim, "batch_size": 2}}, None)
 
 
 def test_validating_the_last_epoch_only_trains_the_same_weights_and_resumes(tmp_path: Path,

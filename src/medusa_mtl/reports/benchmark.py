@@ -346,6 +346,9 @@ def _fingerprint(run: Run, profile: dict[str, Any], pretrained_file: str | None,
     loader = {k: v for k, v in profile["loader"].items() if k != "cache"}
     # likewise the UFL feature cache: exact (it checks itself), so runs with and without it are the same run
     optim = {k: v for k, v in profile[group].items() if k != "feature_cache"}
+    # a group's batch_size equal to the loader's is the same run as none (its fingerprint stays that of none)
+    if optim.get("batch_size") == profile["loader"].get("batch_size"):
+        optim.pop("batch_size", None)
     relevant = {"run": asdict(run), "data": profile["data"], "loader": loader,
                 "optim": optim, "seed": profile["seed"],
                 "pretrained": Path(pretrained_file).name if pretrained_file else None,
